@@ -1,0 +1,876 @@
+//! Request and response validators: every rule of CONTRACT.md, reported with the JSON
+//! path of the offending value so a 400 message or a gate failure says exactly what.
+
+use super::{Endpoint, MAX_BODY_BYTES, RequestBody, SuccessBody, is_json_content_type};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Which rule of the contract a request or response broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    /// `Content-Type` missing or not `application/json` where there is a body.
+    ContentType,
+    /// The body is not valid UTF-8.
+    NotUtf8,
+    /// The body is not JSON (or is empty where a body is required).
+    NotJson,
+    /// The body is JSON but not an object.
+    NotObject,
+    /// The body is larger than 1 MiB.
+    TooLarge,
+    /// A required property is absent.
+    Missing,
+    /// A required property is `null`.
+    Null,
+    /// A value has the wrong JSON type.
+    WrongType,
+    /// An array that must not be empty is empty.
+    EmptyArray,
+    /// An array that must not repeat items repeats one.
+    DuplicateItem,
+    /// A string outside its enumeration (values are case-sensitive).
+    UnknownEnumValue,
+    /// A phone number that is not E.164.
+    BadE164,
+    /// An identifier with zero or more than one of its kinds.
+    IdentifierKinds,
+    /// A value that must be an absolute http(s) URI is not.
+    NotAbsoluteUri,
+    /// A string that must not be empty is empty.
+    EmptyString,
+    /// A response status the endpoint does not document.
+    UndocumentedStatus,
+    /// A response body where the contract says there is none.
+    UnexpectedBody,
+    /// `operationContext` of the request not echoed in the media operation.
+    NotEchoed,
+}
+
+impl Rule {
+    /// A stable kebab-case name, used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::ContentType => "content-type",
+            Rule::NotUtf8 => "not-utf8",
+            Rule::NotJson => "not-json",
+            Rule::NotObject => "not-object",
+            Rule::TooLarge => "too-large",
+            Rule::Missing => "missing",
+            Rule::Null => "null",
+            Rule::WrongType => "wrong-type",
+            Rule::EmptyArray => "empty-array",
+            Rule::DuplicateItem => "duplicate-item",
+            Rule::UnknownEnumValue => "unknown-enum-value",
+            Rule::BadE164 => "bad-e164",
+            Rule::IdentifierKinds => "identifier-kinds",
+            Rule::NotAbsoluteUri => "not-absolute-uri",
+            Rule::EmptyString => "empty-string",
+            Rule::UndocumentedStatus => "undocumented-status",
+            Rule::UnexpectedBody => "unexpected-body",
+            Rule::NotEchoed => "not-echoed",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One broken rule: where (a JSON path such as `targets[1].phoneNumber.value`, empty
+/// for the body as a whole), which rule, and a human reason.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    /// JSON path of the offending value; empty for the whole body or the status.
+    pub path: String,
+    /// The rule broken.
+    pub rule: Rule,
+    /// Why, in words.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl Violation {
+    fn new(path: &str, rule: Rule, message: impl Into<String>) -> Self {
+        Violation {
+            path: path.to_string(),
+            rule,
+            message: message.into(),
+        }
+    }
+}
+
+const MODALITIES: &[&str] = &["audio", "video"];
+const CALL_EVENTS: &[&str] = &["participantsUpdated", "dtmfReceived"];
+const TEAMS_CLOUDS: &[&str] = &["public", "dod", "gcch"];
+const OPERATION_STATUSES: &[&str] = &["notStarted", "running", "completed", "failed"];
+const IDENTIFIER_KINDS: [&str; 3] = ["communicationUser", "phoneNumber", "microsoftTeamsUser"];
+
+/// Validates a request body for `endpoint`. On success returns the parsed body (`None`
+/// when there is none); otherwise every violation found.
+pub fn validate_request(
+    endpoint: Endpoint,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Option<Value>, Vec<Violation>> {
+    let mode = endpoint.request_body();
+    if mode == RequestBody::Ignored {
+        return Ok(None);
+    }
+    if body.is_empty() {
+        return match mode {
+            RequestBody::Required => Err(vec![Violation::new(
+                "",
+                Rule::NotJson,
+                "request body is empty; a JSON object is required",
+            )]),
+            _ => Ok(None),
+        };
+    }
+    let object = parse_object(content_type, body)?;
+    let mut c = Checker::default();
+    match endpoint {
+        Endpoint::CreateCall => c.create_call(&object),
+        Endpoint::PlayAudio => c.play_audio(&object),
+        Endpoint::CancelMediaProcessing => {
+            c.string(&object, "", "operationContext", false, false);
+        }
+        Endpoint::InviteParticipants => c.invite(&object),
+        Endpoint::Hangup | Endpoint::RemoveParticipant => {}
+    }
+    c.finish().map(|()| Some(Value::Object(object)))
+}
+
+/// Checks size, content type, UTF-8, JSON and object-ness of a body.
+fn parse_object(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Map<String, Value>, Vec<Violation>> {
+    let one = |rule, msg: String| Err(vec![Violation::new("", rule, msg)]);
+    if body.len() > MAX_BODY_BYTES {
+        return one(
+            Rule::TooLarge,
+            format!(
+                "body of {} bytes exceeds the limit of {MAX_BODY_BYTES} bytes",
+                body.len()
+            ),
+        );
+    }
+    match content_type {
+        Some(ct) if is_json_content_type(ct) => {}
+        Some(ct) => {
+            return one(
+                Rule::ContentType,
+                format!(
+                    "Content-Type must be application/json, got {:?}",
+                    truncate(ct, 80)
+                ),
+            );
+        }
+        None => {
+            return one(
+                Rule::ContentType,
+                "Content-Type application/json is missing".into(),
+            );
+        }
+    }
+    let text = match std::str::from_utf8(body) {
+        Ok(t) => t,
+        Err(e) => return one(Rule::NotUtf8, format!("body is not UTF-8 ({e})")),
+    };
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => one(
+            Rule::NotObject,
+            format!("body must be a JSON object, got {}", type_name(&other)),
+        ),
+        Err(e) => one(Rule::NotJson, format!("body is not JSON ({e})")),
+    }
+}
+
+/// Validates a response of `endpoint`. `request_context` is the `operationContext`
+/// the request carried, which a media operation must echo.
+pub fn validate_response(
+    endpoint: Endpoint,
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+    request_context: Option<&str>,
+) -> Result<(), Vec<Violation>> {
+    if !endpoint.documents_status(status) {
+        return Err(vec![Violation::new(
+            "",
+            Rule::UndocumentedStatus,
+            format!(
+                "status {status} is not documented for {} (expected {} or an error status)",
+                endpoint.request_name(),
+                endpoint.success_status()
+            ),
+        )]);
+    }
+    if status >= 400 {
+        return validate_error_body(content_type, body);
+    }
+    let object = match endpoint.success_body() {
+        SuccessBody::Empty => {
+            if body.is_empty() {
+                return Ok(());
+            }
+            return Err(vec![Violation::new(
+                "",
+                Rule::UnexpectedBody,
+                format!(
+                    "a {status} of {} carries no body, got {} bytes",
+                    endpoint.request_name(),
+                    body.len()
+                ),
+            )]);
+        }
+        _ => parse_response_object(content_type, body)?,
+    };
+    let mut c = Checker::default();
+    match endpoint.success_body() {
+        SuccessBody::CallLeg => {
+            c.string(&object, "", "callLegId", true, true);
+        }
+        SuccessBody::MediaOperation => c.media_operation(&object, request_context),
+        SuccessBody::Empty => {}
+    }
+    c.finish()
+}
+
+/// Validates an error body: JSON object with non-empty string `code` and `message`.
+pub fn validate_error_body(content_type: Option<&str>, body: &[u8]) -> Result<(), Vec<Violation>> {
+    let object = parse_response_object(content_type, body)?;
+    let mut c = Checker::default();
+    c.string(&object, "", "code", true, true);
+    c.string(&object, "", "message", true, true);
+    c.finish()
+}
+
+/// Like [`parse_object`] but without the size limit, and an empty body named as missing.
+fn parse_response_object(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Map<String, Value>, Vec<Violation>> {
+    if body.is_empty() {
+        return Err(vec![Violation::new(
+            "",
+            Rule::NotJson,
+            "response has no body; a JSON object is required",
+        )]);
+    }
+    parse_object(content_type, &body[..body.len().min(MAX_BODY_BYTES)]).map_err(|mut v| {
+        if body.len() > MAX_BODY_BYTES {
+            v.push(Violation::new(
+                "",
+                Rule::NotJson,
+                format!(
+                    "response body of {} bytes checked only in its first MiB",
+                    body.len()
+                ),
+            ));
+        }
+        v
+    })
+}
+
+/// Whether `s` is an E.164 number: `^\+[1-9][0-9]{1,14}$`.
+pub fn is_e164(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 3
+        && b.len() <= 16
+        && b[0] == b'+'
+        && (b'1'..=b'9').contains(&b[1])
+        && b[2..].iter().all(u8::is_ascii_digit)
+}
+
+/// Whether `s` is an absolute `http`/`https` URI with a host and no whitespace.
+pub fn is_http_uri(s: &str) -> bool {
+    let lower = s.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return false;
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    match url::Url::parse(s) {
+        Ok(u) => {
+            matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+        }
+        Err(_) => false,
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn child(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    out: Vec<Violation>,
+}
+
+impl Checker {
+    fn finish(self) -> Result<(), Vec<Violation>> {
+        if self.out.is_empty() {
+            Ok(())
+        } else {
+            Err(self.out)
+        }
+    }
+
+    fn push(&mut self, path: &str, rule: Rule, message: impl Into<String>) {
+        self.out.push(Violation::new(path, rule, message));
+    }
+
+    /// The non-null value of `key`, reporting a required one that is missing or null.
+    fn field<'a>(
+        &mut self,
+        obj: &'a Map<String, Value>,
+        parent: &str,
+        key: &str,
+        required: bool,
+    ) -> Option<&'a Value> {
+        match obj.get(key) {
+            Some(Value::Null) => {
+                if required {
+                    self.push(&child(parent, key), Rule::Null, "required property is null");
+                }
+                None
+            }
+            Some(v) => Some(v),
+            None => {
+                if required {
+                    self.push(
+                        &child(parent, key),
+                        Rule::Missing,
+                        "required property is missing",
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    fn expect_type(&mut self, path: &str, v: &Value, want: &str) {
+        self.push(
+            path,
+            Rule::WrongType,
+            format!("expected {want}, got {}", type_name(v)),
+        );
+    }
+
+    fn string<'a>(
+        &mut self,
+        obj: &'a Map<String, Value>,
+        parent: &str,
+        key: &str,
+        required: bool,
+        non_empty: bool,
+    ) -> Option<&'a str> {
+        let v = self.field(obj, parent, key, required)?;
+        match v {
+            Value::String(s) if non_empty && s.is_empty() => {
+                self.push(&child(parent, key), Rule::EmptyString, "must not be empty");
+                None
+            }
+            Value::String(s) => Some(s),
+            other => {
+                self.expect_type(&child(parent, key), other, "string");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, obj: &Map<String, Value>, parent: &str, key: &str) {
+        if let Some(v) = self.field(obj, parent, key, false)
+            && !v.is_boolean()
+        {
+            self.expect_type(&child(parent, key), v, "boolean");
+        }
+    }
+
+    fn integer(&mut self, obj: &Map<String, Value>, parent: &str, key: &str) {
+        if let Some(v) = self.field(obj, parent, key, true)
+            && !(v.is_i64() || v.is_u64())
+        {
+            self.expect_type(&child(parent, key), v, "integer");
+        }
+    }
+
+    fn object<'a>(
+        &mut self,
+        obj: &'a Map<String, Value>,
+        parent: &str,
+        key: &str,
+        required: bool,
+    ) -> Option<&'a Map<String, Value>> {
+        match self.field(obj, parent, key, required)? {
+            Value::Object(m) => Some(m),
+            other => {
+                self.expect_type(&child(parent, key), other, "object");
+                None
+            }
+        }
+    }
+
+    fn uri(&mut self, obj: &Map<String, Value>, parent: &str, key: &str, required: bool) {
+        if let Some(s) = self.string(obj, parent, key, required, false)
+            && !is_http_uri(s)
+        {
+            self.push(
+                &child(parent, key),
+                Rule::NotAbsoluteUri,
+                "not an absolute http(s) URI",
+            );
+        }
+    }
+
+    /// `{ "value": E.164 }` at `parent.key`.
+    fn phone_body(&mut self, obj: &Map<String, Value>, parent: &str, key: &str, required: bool) {
+        let path = child(parent, key);
+        if let Some(phone) = self.object(obj, parent, key, required)
+            && let Some(value) = self.string(phone, &path, "value", true, false)
+            && !is_e164(value)
+        {
+            self.push(
+                &child(&path, "value"),
+                Rule::BadE164,
+                "not E.164 (+ and 2 to 15 digits, no leading 0)",
+            );
+        }
+    }
+
+    fn identifier(&mut self, v: &Value, path: &str) {
+        let Value::Object(obj) = v else {
+            self.expect_type(path, v, "object (a CommunicationIdentifier)");
+            return;
+        };
+        let present: Vec<&str> = IDENTIFIER_KINDS
+            .into_iter()
+            .filter(|k| obj.get(*k).is_some_and(|v| !v.is_null()))
+            .collect();
+        if present.len() != 1 {
+            self.push(
+                path,
+                Rule::IdentifierKinds,
+                format!(
+                    "an identifier has exactly one of communicationUser, phoneNumber, microsoftTeamsUser; got {}",
+                    if present.is_empty() { "none".to_string() } else { present.join(" and ") }
+                ),
+            );
+        }
+        self.string(obj, path, "rawId", false, false);
+        for kind in present {
+            match kind {
+                "communicationUser" => {
+                    let p = child(path, kind);
+                    if let Some(u) = self.object(obj, path, kind, true) {
+                        self.string(u, &p, "id", true, true);
+                    }
+                }
+                "phoneNumber" => self.phone_body(obj, path, kind, true),
+                _ => {
+                    let p = child(path, kind);
+                    if let Some(t) = self.object(obj, path, kind, true) {
+                        self.string(t, &p, "userId", true, true);
+                        self.boolean(t, &p, "isAnonymous");
+                        if let Some(cloud) = self.string(t, &p, "cloud", false, false)
+                            && !TEAMS_CLOUDS.contains(&cloud)
+                        {
+                            self.push(
+                                &child(&p, "cloud"),
+                                Rule::UnknownEnumValue,
+                                format!("must be one of {}", TEAMS_CLOUDS.join(", ")),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn array<'a>(
+        &mut self,
+        obj: &'a Map<String, Value>,
+        parent: &str,
+        key: &str,
+        non_empty: bool,
+    ) -> Option<&'a Vec<Value>> {
+        match self.field(obj, parent, key, true)? {
+            Value::Array(a) if non_empty && a.is_empty() => {
+                self.push(&child(parent, key), Rule::EmptyArray, "must not be empty");
+                None
+            }
+            Value::Array(a) => Some(a),
+            other => {
+                self.expect_type(&child(parent, key), other, "array");
+                None
+            }
+        }
+    }
+
+    fn identifiers(&mut self, obj: &Map<String, Value>, key: &str) {
+        if let Some(items) = self.array(obj, "", key, true) {
+            for (i, item) in items.iter().enumerate() {
+                self.identifier(item, &format!("{key}[{i}]"));
+            }
+        }
+    }
+
+    fn enum_array(
+        &mut self,
+        obj: &Map<String, Value>,
+        key: &str,
+        allowed: &[&str],
+        non_empty: bool,
+    ) {
+        let Some(items) = self.array(obj, "", key, non_empty) else {
+            return;
+        };
+        let mut seen: Vec<&str> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{key}[{i}]");
+            match item {
+                Value::String(s) if !allowed.contains(&s.as_str()) => {
+                    self.push(
+                        &path,
+                        Rule::UnknownEnumValue,
+                        format!("{:?} is not one of {}", truncate(s, 40), allowed.join(", ")),
+                    );
+                }
+                Value::String(s) if seen.contains(&s.as_str()) => {
+                    self.push(
+                        &path,
+                        Rule::DuplicateItem,
+                        format!("{s:?} appears more than once"),
+                    );
+                }
+                Value::String(s) => seen.push(s),
+                other => self.expect_type(&path, other, "string"),
+            }
+        }
+    }
+
+    fn create_call(&mut self, o: &Map<String, Value>) {
+        if let Some(source) = self.field(o, "", "source", true) {
+            self.identifier(source, "source");
+        }
+        self.identifiers(o, "targets");
+        self.uri(o, "", "callbackUri", true);
+        self.enum_array(o, "requestedModalities", MODALITIES, true);
+        self.enum_array(o, "requestedCallEvents", CALL_EVENTS, false);
+        self.string(o, "", "subject", false, false);
+        self.phone_body(o, "", "sourceAlternateIdentity", false);
+    }
+
+    fn play_audio(&mut self, o: &Map<String, Value>) {
+        self.uri(o, "", "audioFileUri", true);
+        self.boolean(o, "", "loop");
+        self.string(o, "", "operationContext", false, false);
+        self.string(o, "", "resourceId", false, false);
+    }
+
+    fn invite(&mut self, o: &Map<String, Value>) {
+        self.identifiers(o, "participants");
+        self.string(o, "", "operationContext", false, false);
+        self.phone_body(o, "", "alternateCallerId", false);
+    }
+
+    fn media_operation(&mut self, o: &Map<String, Value>, request_context: Option<&str>) {
+        self.string(o, "", "id", true, true);
+        if let Some(status) = self.string(o, "", "status", true, false)
+            && !OPERATION_STATUSES.contains(&status)
+        {
+            self.push(
+                "status",
+                Rule::UnknownEnumValue,
+                format!(
+                    "{:?} is not one of {}",
+                    truncate(status, 40),
+                    OPERATION_STATUSES.join(", ")
+                ),
+            );
+        }
+        let echoed = self.string(o, "", "operationContext", false, false);
+        if let Some(sent) = request_context
+            && echoed != Some(sent)
+        {
+            let got = match o.get("operationContext") {
+                None => "nothing".to_string(),
+                Some(v) => truncate(&v.to_string(), 60).to_string(),
+            };
+            self.push(
+                "operationContext",
+                Rule::NotEchoed,
+                format!(
+                    "must echo the request's operationContext {:?}, got {got}",
+                    truncate(sent, 60)
+                ),
+            );
+        }
+        if let Some(info) = self.object(o, "", "resultInfo", false) {
+            self.integer(info, "resultInfo", "code");
+            self.integer(info, "resultInfo", "subcode");
+            self.string(info, "resultInfo", "message", true, false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn req(e: Endpoint, body: Value) -> Result<Option<Value>, Vec<Violation>> {
+        validate_request(e, Some("application/json"), body.to_string().as_bytes())
+    }
+
+    fn paths(r: Result<Option<Value>, Vec<Violation>>) -> Vec<(String, Rule)> {
+        r.err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.path, v.rule))
+            .collect()
+    }
+
+    fn create() -> Value {
+        json!({
+            "source": {"communicationUser": {"id": "8:acs:1_2"}},
+            "targets": [{"phoneNumber": {"value": "+14251001000"}}, {"microsoftTeamsUser": {"userId": "u", "cloud": "dod"}, "rawId": "8:orgid:u"}],
+            "callbackUri": "https://app.example.com/events?x=1",
+            "requestedModalities": ["audio", "video"],
+            "requestedCallEvents": [],
+            "subject": "Grüße",
+            "sourceAlternateIdentity": {"value": "+4930123456"}
+        })
+    }
+
+    #[test]
+    fn valid_create_call_passes() {
+        assert!(req(Endpoint::CreateCall, create()).is_ok());
+    }
+
+    #[test]
+    fn reports_json_paths() {
+        let mut b = create();
+        b["targets"][1] = json!({"phoneNumber": {"value": "0049"}});
+        assert_eq!(
+            paths(req(Endpoint::CreateCall, b)),
+            vec![("targets[1].phoneNumber.value".into(), Rule::BadE164)]
+        );
+        let mut b = create();
+        b["targets"][0] =
+            json!({"phoneNumber": {"value": "+1425"}, "communicationUser": {"id": "x"}});
+        assert_eq!(
+            paths(req(Endpoint::CreateCall, b)),
+            vec![("targets[0]".into(), Rule::IdentifierKinds)]
+        );
+        let mut b = create();
+        b["requestedModalities"] = json!(["audio", "Audio"]);
+        assert_eq!(
+            paths(req(Endpoint::CreateCall, b)),
+            vec![("requestedModalities[1]".into(), Rule::UnknownEnumValue)]
+        );
+        let mut b = create();
+        b["requestedCallEvents"] = json!(["dtmfReceived", "dtmfReceived"]);
+        assert_eq!(
+            paths(req(Endpoint::CreateCall, b)),
+            vec![("requestedCallEvents[1]".into(), Rule::DuplicateItem)]
+        );
+        let mut b = create();
+        b["callbackUri"] = json!("/events");
+        assert_eq!(
+            paths(req(Endpoint::CreateCall, b)),
+            vec![("callbackUri".into(), Rule::NotAbsoluteUri)]
+        );
+        let mut b = create();
+        b["source"] = Value::Null;
+        assert_eq!(
+            paths(req(Endpoint::CreateCall, b)),
+            vec![("source".into(), Rule::Null)]
+        );
+        let mut b = create();
+        b["subject"] = Value::Null;
+        assert!(
+            req(Endpoint::CreateCall, b).is_ok(),
+            "null optional means absent"
+        );
+    }
+
+    #[test]
+    fn body_level_rules() {
+        let e = Endpoint::PlayAudio;
+        let rule =
+            |ct: Option<&str>, body: &[u8]| validate_request(e, ct, body).unwrap_err()[0].rule;
+        assert_eq!(rule(Some("text/plain"), b"{}"), Rule::ContentType);
+        assert_eq!(rule(None, b"{}"), Rule::ContentType);
+        assert_eq!(
+            rule(Some("application/json"), b"{\"a\":\"\xff\"}"),
+            Rule::NotUtf8
+        );
+        assert_eq!(rule(Some("application/json"), b"{"), Rule::NotJson);
+        assert_eq!(rule(Some("application/json"), b""), Rule::NotJson);
+        assert_eq!(rule(Some("application/json"), b"[]"), Rule::NotObject);
+        let deep = "[".repeat(10_000);
+        assert_eq!(
+            rule(Some("application/json"), deep.as_bytes()),
+            Rule::NotJson
+        );
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(rule(Some("application/json"), &big), Rule::TooLarge);
+        assert!(validate_request(Endpoint::Hangup, None, b"").is_ok());
+        assert!(
+            validate_request(
+                Endpoint::Hangup,
+                Some("application/json; charset=utf-8"),
+                b"{}"
+            )
+            .is_ok()
+        );
+        assert!(validate_request(Endpoint::RemoveParticipant, None, b"junk").is_ok());
+    }
+
+    #[test]
+    fn responses() {
+        let ok =
+            |e, s, b: &str, c| validate_response(e, s, Some("application/json"), b.as_bytes(), c);
+        assert!(ok(Endpoint::CreateCall, 200, r#"{"callLegId":"x"}"#, None).is_ok());
+        assert_eq!(
+            ok(Endpoint::CreateCall, 200, r#"{"callLegId":""}"#, None).unwrap_err()[0].rule,
+            Rule::EmptyString
+        );
+        assert_eq!(
+            ok(Endpoint::CreateCall, 201, "", None).unwrap_err()[0].rule,
+            Rule::UndocumentedStatus
+        );
+        assert!(
+            ok(
+                Endpoint::PlayAudio,
+                202,
+                r#"{"id":"1","status":"running","operationContext":"c"}"#,
+                Some("c")
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            ok(
+                Endpoint::PlayAudio,
+                202,
+                r#"{"id":"1","status":"running"}"#,
+                Some("c")
+            )
+            .unwrap_err()[0]
+                .rule,
+            Rule::NotEchoed
+        );
+        assert_eq!(
+            ok(
+                Endpoint::PlayAudio,
+                202,
+                r#"{"id":"1","status":"Running"}"#,
+                None
+            )
+            .unwrap_err()[0]
+                .rule,
+            Rule::UnknownEnumValue
+        );
+        assert_eq!(
+            ok(Endpoint::PlayAudio, 202, r#"{"id":"1","status":"running","resultInfo":{"code":1.5,"subcode":0,"message":""}}"#, None).unwrap_err()[0].path,
+            "resultInfo.code"
+        );
+        assert_eq!(
+            ok(Endpoint::Hangup, 202, "{}", None).unwrap_err()[0].rule,
+            Rule::UnexpectedBody
+        );
+        assert!(
+            ok(
+                Endpoint::Hangup,
+                404,
+                r#"{"code":"NotFound","message":"no call"}"#,
+                None
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            ok(Endpoint::Hangup, 404, r#"{"code":"","message":"m"}"#, None).unwrap_err()[0].path,
+            "code"
+        );
+        assert_eq!(
+            validate_response(Endpoint::Hangup, 401, Some("text/html"), b"<html>", None)
+                .unwrap_err()[0]
+                .rule,
+            Rule::ContentType
+        );
+    }
+
+    #[test]
+    fn e164_and_uris() {
+        for good in ["+12", "+14251001000", "+999999999999999"] {
+            assert!(is_e164(good), "{good}");
+        }
+        for bad in [
+            "+1",
+            "14251001000",
+            "+04251001000",
+            "+1425100100012345",
+            "+1 425",
+            "+",
+        ] {
+            assert!(!is_e164(bad), "{bad}");
+        }
+        for good in [
+            "https://a.example/x?y=1",
+            "http://127.0.0.1:8080/",
+            "HTTPS://A.B",
+        ] {
+            assert!(is_http_uri(good), "{good}");
+        }
+        for bad in [
+            "/x",
+            "a.example/x",
+            "ftp://a/x",
+            "https://",
+            "https:// a",
+            "not a uri",
+            "http:a.example",
+            "",
+        ] {
+            assert!(!is_http_uri(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! acs-harness: contract tests, a stateful double and load runs for the Azure
+//! Communication Services Call Automation API (2021 preview), from one contract.
+
+pub mod auth;
+pub mod contract;

@@ -2,4 +2,5 @@
 //! Communication Services Call Automation API (2021 preview), from one contract.
 
 pub mod auth;
+pub mod client;
 pub mod contract;

@@ -1,0 +1,250 @@
+//! The contract gate: `acs-harness contract` checks a target (or the embedded double)
+//! against CONTRACT.md and fails a CI step, with a replayable case, when it deviates.
+//!
+//! Exit codes: 0 every check passed; 1 any violation (also when interrupted after
+//! finding one); 2 the gate could not run (bad options, target unreachable) or was
+//! interrupted before it found anything.
+
+pub mod cases;
+pub mod checks;
+pub mod report;
+pub mod runner;
+
+pub use checks::Check;
+pub use report::{Cell, Failure, Report, RunEnd};
+pub use runner::{GateConfig, run_gate, sample_valid};
+
+use crate::auth::ConnectionString;
+use crate::contract::Endpoint;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The environment variable `--connection-string` falls back to.
+pub const CONNECTION_STRING_ENV: &str = "ACS_CONNECTION_STRING";
+
+/// Options of `acs-harness contract`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ContractArgs {
+    /// Base URL of the service to gate (e.g. https://x.communication.azure.com);
+    /// without it the embedded double is started and gated.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// `endpoint=...;accesskey=...` of the target (falls back to ACS_CONNECTION_STRING).
+    #[arg(long, value_name = "S", env = CONNECTION_STRING_ENV, hide_env_values = true)]
+    pub connection_string: Option<String>,
+    /// Path prefix before `/calls` (e.g. /calling).
+    #[arg(long, value_name = "P", default_value = "")]
+    pub prefix: String,
+    /// `api-version` query parameter sent with every request.
+    #[arg(long, value_name = "V")]
+    pub api_version: Option<String>,
+    /// Valid generated cases per endpoint; every invalid class and auth case runs once.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub cases: u32,
+    /// Seed of the generated cases (printed; pass it again to replay a run).
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Per-request timeout (e.g. 10s, 500ms, 1m).
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Requests in flight at most.
+    #[arg(long, value_name = "K", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// Comma-separated endpoints to gate (create-call, hangup, play-audio,
+    /// cancel-media-processing, invite-participants, remove-participant).
+    #[arg(long, value_name = "ENDPOINTS", value_delimiter = ',', value_parser = parse_endpoint)]
+    pub only: Vec<Endpoint>,
+    /// Write a JUnit XML report here.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write a JSON report here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// Parses `10s`, `500ms`, `1m`, `1.5s` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 10s, 500ms)"))?;
+    let secs = match unit.trim() {
+        "" | "s" | "sec" | "secs" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        other => return Err(format!("unknown unit {other:?} in {s:?} (use ms, s or m)")),
+    };
+    if !(secs > 0.0 && secs <= 3600.0) {
+        return Err(format!("{s:?} is out of range (more than 0, at most 1h)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
+    Endpoint::from_name(s.trim())
+        .ok_or_else(|| format!("unknown endpoint {s:?} (one of {})", Endpoint::names()))
+}
+
+/// Runs `acs-harness contract`: prints the report, writes the files, returns 0/1/2.
+pub fn run(args: ContractArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail2(&format!("cannot start the async runtime: {e}")),
+    };
+    let code = runtime.block_on(run_async(args));
+    // A shrink still running on a blocking thread after Ctrl-C must not hold up exit.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    code
+}
+
+fn fail2(reason: &str) -> ExitCode {
+    eprintln!("acs-harness contract: {reason}");
+    ExitCode::from(2)
+}
+
+async fn run_async(args: ContractArgs) -> ExitCode {
+    let seed = args.seed.unwrap_or_else(rand_seed);
+    let endpoints = if args.only.is_empty() {
+        Endpoint::ALL.to_vec()
+    } else {
+        let mut v = args.only.clone();
+        v.sort();
+        v.dedup();
+        v
+    };
+    // The embedded double lives as long as this function.
+    let mut _double = None;
+    let (target, connection, embedded) = match &args.target {
+        Some(t) => {
+            let Some(cs) = args
+                .connection_string
+                .as_deref()
+                .filter(|s| !s.trim().is_empty())
+            else {
+                return fail2(&format!(
+                    "--target needs the target's access key: pass --connection-string 'endpoint=...;accesskey=...' or set {CONNECTION_STRING_ENV}"
+                ));
+            };
+            match cs.parse::<ConnectionString>() {
+                Ok(c) => (t.clone(), c, false),
+                Err(e) => return fail2(&format!("bad connection string: {e}")),
+            }
+        }
+        None => match embedded_double(&args).await {
+            Ok((uri, cs, d)) => {
+                _double = Some(d);
+                (uri, cs, true)
+            }
+            Err(e) => return fail2(&format!("cannot start the embedded double: {e}")),
+        },
+    };
+    let mut config = GateConfig::new(target, connection.signer());
+    config.prefix = args.prefix.clone();
+    config.api_version = args.api_version.clone();
+    config.cases = args.cases;
+    config.seed = seed;
+    config.timeout = args.timeout;
+    config.concurrency = usize::from(args.concurrency);
+    config.endpoints = endpoints;
+    config.embedded = embedded;
+    config.replay = replay_command(&args, seed);
+    config.handle_ctrl_c = true;
+    config.progress = std::io::stderr().is_terminal();
+    let report = run_gate(config).await;
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    if let RunEnd::Aborted(reason) = &report.end
+        && report.requests <= 1
+        && !report.has_failures()
+    {
+        // Nothing to tabulate: say why in one line.
+        return fail2(reason);
+    }
+    print!("{}", report.render_terminal(color));
+    let mut code = report.exit_code();
+    if let Some(path) = &args.junit
+        && let Err(e) = std::fs::write(path, report.to_junit())
+    {
+        eprintln!("acs-harness contract: cannot write {}: {e}", path.display());
+        code = code.max(2);
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("acs-harness contract: cannot write {}: {e}", path.display());
+            code = code.max(2);
+        }
+    }
+    if let RunEnd::Aborted(reason) = &report.end {
+        eprintln!("acs-harness contract: {reason}");
+    }
+    ExitCode::from(code)
+}
+
+/// The command line that replays a run: same options, the seed made explicit.
+fn replay_command(args: &ContractArgs, seed: u64) -> String {
+    let mut s = String::from("acs-harness contract");
+    if let Some(t) = &args.target {
+        s.push_str(&format!(" --target {}", report::shell_quote(t.as_bytes())));
+    }
+    if !args.prefix.is_empty() {
+        s.push_str(&format!(
+            " --prefix {}",
+            report::shell_quote(args.prefix.as_bytes())
+        ));
+    }
+    if let Some(v) = &args.api_version {
+        s.push_str(&format!(
+            " --api-version {}",
+            report::shell_quote(v.as_bytes())
+        ));
+    }
+    if args.cases != 100 {
+        s.push_str(&format!(" --cases {}", args.cases));
+    }
+    if !args.only.is_empty() {
+        let names: Vec<&str> = args.only.iter().map(|e| e.name()).collect();
+        s.push_str(&format!(" --only {}", names.join(",")));
+    }
+    s.push_str(&format!(" --seed {seed}"));
+    s
+}
+
+fn rand_seed() -> u64 {
+    let n = uuid::Uuid::new_v4().as_u128();
+    // Seeds stay short enough to type.
+    (n as u64) % 1_000_000_000
+}
+
+/// Starts the embedded double on a free loopback port; returns its URL, connection
+/// string and a guard that stops it when dropped.
+async fn embedded_double(
+    args: &ContractArgs,
+) -> anyhow::Result<(String, ConnectionString, Box<dyn std::any::Any + Send>)> {
+    let _ = args;
+    anyhow::bail!("the embedded double is not built into this binary yet")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+}

@@ -1,0 +1,552 @@
+//! What a gate run found, and its three renderings: the terminal table with each
+//! failure and its replayable `curl`, JUnit XML for CI, and JSON.
+//!
+//! No rendering ever contains the access key, a signature or the connection string:
+//! failures carry a `curl` whose `Authorization` is the placeholder `<signed>`.
+
+use super::checks::Check;
+use crate::contract::{Endpoint, Violation};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Failure details kept per endpoint × check; counts go on beyond it.
+pub const MAX_FAILURES_PER_CELL: usize = 20;
+
+/// One failed case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The check that failed.
+    pub check: Check,
+    /// The endpoint the request was for.
+    #[serde(serialize_with = "endpoint_name")]
+    pub endpoint: Endpoint,
+    /// Which case: `valid #12`, `missing-required(targets)`, `auth: missing Authorization`…
+    pub case: String,
+    /// What the contract says the request gets.
+    pub expected: String,
+    /// What it got (`timeout` when no answer came in time).
+    pub got: String,
+    /// The rules the reply broke, with JSON paths.
+    pub violations: Vec<Violation>,
+    /// The request as a `curl` command, signature redacted.
+    pub curl: Option<String>,
+    /// For shrunk valid cases: how the case was minimised.
+    pub shrunk: Option<String>,
+}
+
+fn endpoint_name<S: serde::Serializer>(e: &Endpoint, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(e.name())
+}
+
+/// Pass and fail counts of one endpoint × check, with the first failures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cell {
+    /// Cases that passed.
+    pub passed: u64,
+    /// Cases that failed.
+    pub failed: u64,
+    /// The first [`MAX_FAILURES_PER_CELL`] failures.
+    pub failures: Vec<Failure>,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "reason")]
+pub enum RunEnd {
+    /// Every planned case ran.
+    Completed,
+    /// Ctrl-C stopped it; results are partial.
+    Interrupted,
+    /// The overall deadline (cases × timeout) passed; results are partial.
+    DeadlineReached,
+    /// The gate could not run (target unreachable…); the reason in one line.
+    Aborted(String),
+}
+
+/// Everything a run found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The target URL (userinfo removed).
+    pub target: String,
+    /// Whether the target was the embedded double.
+    pub embedded: bool,
+    /// The seed that replays the run.
+    pub seed: u64,
+    /// Valid cases per endpoint.
+    pub cases: u32,
+    /// The endpoints gated.
+    pub endpoints: Vec<Endpoint>,
+    /// Results per endpoint × check.
+    pub cells: BTreeMap<(Endpoint, Check), Cell>,
+    /// Requests sent (including set-up and shrinking).
+    pub requests: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// How the run ended.
+    pub end: RunEnd,
+    /// The command line that replays the run.
+    pub replay: String,
+}
+
+impl Report {
+    /// An empty report for these endpoints: every endpoint × check cell present.
+    pub fn new(
+        target: String,
+        embedded: bool,
+        seed: u64,
+        cases: u32,
+        endpoints: Vec<Endpoint>,
+    ) -> Report {
+        let mut cells = BTreeMap::new();
+        for e in &endpoints {
+            for c in Check::ALL {
+                cells.insert((*e, c), Cell::default());
+            }
+        }
+        Report {
+            target,
+            embedded,
+            seed,
+            cases,
+            endpoints,
+            cells,
+            requests: 0,
+            elapsed: Duration::ZERO,
+            end: RunEnd::Completed,
+            replay: String::new(),
+        }
+    }
+
+    /// Records a pass; ignored for endpoints not gated (`--only`).
+    pub fn pass(&mut self, endpoint: Endpoint, check: Check) {
+        if let Some(c) = self.cells.get_mut(&(endpoint, check)) {
+            c.passed += 1;
+        }
+    }
+
+    /// Records a failure; ignored for endpoints not gated (`--only`).
+    pub fn fail(&mut self, failure: Failure) {
+        if let Some(c) = self.cells.get_mut(&(failure.endpoint, failure.check)) {
+            c.failed += 1;
+            if c.failures.len() < MAX_FAILURES_PER_CELL {
+                c.failures.push(failure);
+            }
+        }
+    }
+
+    /// The cell of an endpoint × check.
+    pub fn cell(&self, endpoint: Endpoint, check: Check) -> Option<&Cell> {
+        self.cells.get(&(endpoint, check))
+    }
+
+    /// Whether any case failed.
+    pub fn has_failures(&self) -> bool {
+        self.cells.values().any(|c| c.failed > 0)
+    }
+
+    /// The checks that failed on at least one endpoint.
+    pub fn failed_checks(&self) -> Vec<Check> {
+        let mut out: Vec<Check> = self
+            .cells
+            .iter()
+            .filter(|(_, c)| c.failed > 0)
+            .map(|((_, k), _)| *k)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// All failures, in table order.
+    pub fn failures(&self) -> impl Iterator<Item = &Failure> {
+        self.cells.values().flat_map(|c| c.failures.iter())
+    }
+
+    /// 0 when every check passed, 1 on any violation, 2 when the gate could not run
+    /// (or was interrupted before it found anything).
+    pub fn exit_code(&self) -> u8 {
+        match &self.end {
+            RunEnd::Aborted(_) => 2,
+            _ if self.has_failures() => 1,
+            RunEnd::Completed => 0,
+            RunEnd::Interrupted | RunEnd::DeadlineReached => 2,
+        }
+    }
+
+    /// Requests per second over the whole run.
+    pub fn requests_per_second(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.requests as f64 / s
+        } else {
+            0.0
+        }
+    }
+
+    /// The terminal rendering: table, failures, summary. ANSI colour when `color`.
+    pub fn render_terminal(&self, color: bool) -> String {
+        let paint = |code: &str, s: &str| {
+            if color {
+                format!("\x1b[{code}m{s}\x1b[0m")
+            } else {
+                s.to_string()
+            }
+        };
+        let mut out = String::new();
+        let name_w = self
+            .endpoints
+            .iter()
+            .map(|e| e.name().len())
+            .max()
+            .unwrap_or(8)
+            .max(8);
+        let _ = write!(out, "{:name_w$}", "endpoint");
+        for c in Check::ALL {
+            let _ = write!(out, "  {}", c.name());
+        }
+        out.push('\n');
+        for e in &self.endpoints {
+            let _ = write!(out, "{:name_w$}", e.name());
+            for c in Check::ALL {
+                let w = c.name().len();
+                let cell = self.cells.get(&(*e, c)).cloned().unwrap_or_default();
+                let (text, code) = if cell.failed > 0 {
+                    (
+                        format!("FAIL {}/{}", cell.failed, cell.failed + cell.passed),
+                        "31",
+                    )
+                } else if cell.passed > 0 {
+                    (format!("ok {}", cell.passed), "32")
+                } else {
+                    ("-".to_string(), "33")
+                };
+                let padded = format!("{text:w$}");
+                let _ = write!(out, "  {}", paint(code, &padded));
+            }
+            out.push('\n');
+        }
+        for f in self.failures() {
+            out.push('\n');
+            let _ = writeln!(
+                out,
+                "{} {} · {} · {}",
+                paint("1;31", "FAIL"),
+                f.check,
+                f.endpoint,
+                f.case
+            );
+            let _ = writeln!(out, "  expected: {}", f.expected);
+            let _ = writeln!(out, "  got:      {}", f.got);
+            for v in &f.violations {
+                let path = if v.path.is_empty() { "(body)" } else { &v.path };
+                let _ = writeln!(out, "  violated: {} at {path}: {}", v.rule, v.message);
+            }
+            if let Some(s) = &f.shrunk {
+                let _ = writeln!(out, "  shrunk:   {s}");
+            }
+            if let Some(c) = &f.curl {
+                let _ = writeln!(out, "  request:  {c}");
+            }
+        }
+        let hidden: u64 = self
+            .cells
+            .values()
+            .map(|c| c.failed.saturating_sub(c.failures.len() as u64))
+            .sum();
+        if hidden > 0 {
+            let _ = writeln!(out, "\n… and {hidden} more failures (counted in the table)");
+        }
+        out.push('\n');
+        match &self.end {
+            RunEnd::Completed => {}
+            RunEnd::Interrupted => {
+                let _ = writeln!(out, "{}", paint("33", "interrupted: results are partial"));
+            }
+            RunEnd::DeadlineReached => {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    paint("33", "deadline reached: results are partial")
+                );
+            }
+            RunEnd::Aborted(r) => {
+                let _ = writeln!(out, "{} {r}", paint("31", "gate could not run:"));
+            }
+        }
+        let failed: u64 = self.cells.values().map(|c| c.failed).sum();
+        let passed: u64 = self.cells.values().map(|c| c.passed).sum();
+        let verdict = if self.has_failures() {
+            paint("1;31", "FAILED")
+        } else if self.end == RunEnd::Completed {
+            paint("1;32", "PASSED")
+        } else {
+            paint("1;33", "INCOMPLETE")
+        };
+        let _ = writeln!(
+            out,
+            "{verdict}: {passed} passed, {failed} failed; {} requests in {:.2}s ({:.0} req/s) against {}",
+            self.requests,
+            self.elapsed.as_secs_f64(),
+            self.requests_per_second(),
+            if self.embedded {
+                "the embedded double"
+            } else {
+                &self.target
+            }
+        );
+        let _ = writeln!(out, "seed {} — replay: {}", self.seed, self.replay);
+        out
+    }
+
+    /// The JSON rendering (same content as the terminal, machine-readable).
+    pub fn to_json(&self) -> serde_json::Value {
+        #[derive(Serialize)]
+        struct CheckOut<'a> {
+            check: Check,
+            passed: u64,
+            failed: u64,
+            failures: &'a [Failure],
+        }
+        #[derive(Serialize)]
+        struct EndpointOut<'a> {
+            endpoint: &'static str,
+            checks: Vec<CheckOut<'a>>,
+        }
+        let endpoints: Vec<EndpointOut> = self
+            .endpoints
+            .iter()
+            .map(|e| EndpointOut {
+                endpoint: e.name(),
+                checks: Check::ALL
+                    .iter()
+                    .filter_map(|c| {
+                        self.cells.get(&(*e, *c)).map(|cell| CheckOut {
+                            check: *c,
+                            passed: cell.passed,
+                            failed: cell.failed,
+                            failures: &cell.failures,
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
+        serde_json::json!({
+            "target": if self.embedded { "embedded double" } else { &self.target },
+            "seed": self.seed,
+            "cases": self.cases,
+            "passed": !self.has_failures() && self.end == RunEnd::Completed,
+            "exit_code": self.exit_code(),
+            "end": self.end,
+            "requests": self.requests,
+            "elapsed_seconds": self.elapsed.as_secs_f64(),
+            "requests_per_second": self.requests_per_second(),
+            "checks": Check::ALL.map(Check::name),
+            "endpoints": endpoints,
+            "replay": self.replay,
+        })
+    }
+
+    /// The JUnit XML rendering: one `testsuite` per endpoint, one `testcase` per check.
+    pub fn to_junit(&self) -> String {
+        let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let total = self.endpoints.len() * Check::ALL.len();
+        let failed_cells = self.cells.values().filter(|c| c.failed > 0).count();
+        let time = format!("{:.3}", self.elapsed.as_secs_f64());
+        let _ = writeln!(
+            out,
+            "<testsuites name=\"acs-harness contract\" tests=\"{total}\" failures=\"{failed_cells}\" errors=\"{}\" time=\"{time}\">",
+            usize::from(matches!(self.end, RunEnd::Aborted(_)))
+        );
+        for e in &self.endpoints {
+            let cells: Vec<(Check, Cell)> = Check::ALL
+                .iter()
+                .map(|c| (*c, self.cells.get(&(*e, *c)).cloned().unwrap_or_default()))
+                .collect();
+            let failures = cells.iter().filter(|(_, c)| c.failed > 0).count();
+            let skipped = cells
+                .iter()
+                .filter(|(_, c)| c.failed == 0 && c.passed == 0)
+                .count();
+            let _ = writeln!(
+                out,
+                "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">",
+                xml_escape(e.name()),
+                cells.len()
+            );
+            let _ = writeln!(
+                out,
+                "    <properties><property name=\"seed\" value=\"{}\"/><property name=\"replay\" value=\"{}\"/></properties>",
+                self.seed,
+                xml_escape(&self.replay)
+            );
+            for (check, cell) in cells {
+                let _ = write!(
+                    out,
+                    "    <testcase name=\"{}\" classname=\"contract.{}\" assertions=\"{}\"",
+                    check.name(),
+                    xml_escape(e.name()),
+                    cell.passed + cell.failed
+                );
+                if cell.failed > 0 {
+                    let first = cell.failures.first();
+                    let message = match first {
+                        Some(f) => format!(
+                            "{} of {} cases failed; first: {}: expected {}, got {}",
+                            cell.failed,
+                            cell.failed + cell.passed,
+                            f.case,
+                            f.expected,
+                            f.got
+                        ),
+                        None => format!("{} cases failed", cell.failed),
+                    };
+                    let _ = writeln!(out, ">");
+                    let _ = writeln!(
+                        out,
+                        "      <failure message=\"{}\" type=\"{}\">{}</failure>",
+                        xml_escape(&message),
+                        check.name(),
+                        xml_escape(&failure_text(&cell.failures))
+                    );
+                    let _ = writeln!(out, "    </testcase>");
+                } else if cell.passed == 0 {
+                    let _ = writeln!(out, "><skipped message=\"not run\"/></testcase>");
+                } else {
+                    let _ = writeln!(out, "/>");
+                }
+            }
+            let _ = writeln!(out, "  </testsuite>");
+        }
+        out.push_str("</testsuites>\n");
+        out
+    }
+}
+
+fn failure_text(failures: &[Failure]) -> String {
+    let mut out = String::new();
+    for f in failures {
+        let _ = writeln!(out, "{}: expected {}; got {}", f.case, f.expected, f.got);
+        for v in &f.violations {
+            let _ = writeln!(
+                out,
+                "  violated {} at {}: {}",
+                v.rule,
+                if v.path.is_empty() { "(body)" } else { &v.path },
+                v.message
+            );
+        }
+        if let Some(s) = &f.shrunk {
+            let _ = writeln!(out, "  shrunk: {s}");
+        }
+        if let Some(c) = &f.curl {
+            let _ = writeln!(out, "  {c}");
+        }
+    }
+    out
+}
+
+/// Escapes text for XML attributes and content; drops characters XML 1.0 forbids.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' => out.push_str("&#10;"),
+            '\t' | '\r' => {
+                let _ = write!(out, "&#{};", c as u32);
+            }
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Quotes a string for a POSIX shell: `'...'`, or `$'...'` when it holds bytes a
+/// single-quoted word cannot show (control characters, invalid UTF-8).
+pub fn shell_quote(bytes: &[u8]) -> String {
+    let plain = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|s| !s.chars().any(|c| c.is_control()));
+    match plain {
+        Some(s) => format!("'{}'", s.replace('\'', r"'\''")),
+        None => {
+            let mut out = String::from("$'");
+            for chunk in bytes.utf8_chunks() {
+                for c in chunk.valid().chars() {
+                    match c {
+                        '\'' => out.push_str("\\'"),
+                        '\\' => out.push_str("\\\\"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        '\t' => out.push_str("\\t"),
+                        c if c.is_control() => {
+                            let mut buf = [0u8; 4];
+                            for b in c.encode_utf8(&mut buf).bytes() {
+                                let _ = write!(out, "\\x{b:02x}");
+                            }
+                        }
+                        c => out.push(c),
+                    }
+                }
+                for b in chunk.invalid() {
+                    let _ = write!(out, "\\x{b:02x}");
+                }
+            }
+            out.push('\'');
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote(b"a'b"), r"'a'\''b'");
+        assert_eq!(shell_quote(b"{\"a\":\"\xff\"}\n"), r#"$'{"a":"\xff"}\n'"#);
+        assert_eq!(
+            xml_escape("<a & \"b\">\u{1}"),
+            "&lt;a &amp; &quot;b&quot;&gt;\u{FFFD}"
+        );
+    }
+
+    #[test]
+    fn exit_codes() {
+        let mut r = Report::new("t".into(), true, 1, 1, vec![Endpoint::Hangup]);
+        assert_eq!(r.exit_code(), 0);
+        r.end = RunEnd::Interrupted;
+        assert_eq!(r.exit_code(), 2);
+        r.fail(Failure {
+            check: Check::Lifecycle,
+            endpoint: Endpoint::Hangup,
+            case: "x".into(),
+            expected: "202".into(),
+            got: "404".into(),
+            violations: vec![],
+            curl: None,
+            shrunk: None,
+        });
+        assert_eq!(r.exit_code(), 1);
+        assert_eq!(r.failed_checks(), vec![Check::Lifecycle]);
+        r.fail(Failure {
+            check: Check::Lifecycle,
+            endpoint: Endpoint::CreateCall,
+            case: "ignored: not gated".into(),
+            expected: String::new(),
+            got: String::new(),
+            violations: vec![],
+            curl: None,
+            shrunk: None,
+        });
+        assert_eq!(r.failures().count(), 1);
+    }
+}

@@ -2,4 +2,6 @@
 //! Communication Services Call Automation API (2021 preview), from one contract.
 
 pub mod auth;
+pub mod cli;
 pub mod contract;
+pub mod generate;

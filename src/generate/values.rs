@@ -64,8 +64,12 @@ const CALLBACK_PATHS: &[&str] = &[
     "/Gr%C3%BC%C3%9Fe/callback",
 ];
 
-/// Query templates; `{id}` becomes a GUID.
+/// Query templates, empty for none; `{id}` becomes a GUID.
 const CALLBACK_QUERIES: &[&str] = &[
+    "",
+    "",
+    "",
+    "",
     "?callerId={id}",
     "?code=Zm9vYmFy{id}&tenant=contoso",
     "?context={id}&retry=1",
@@ -89,6 +93,8 @@ const AUDIO_NAMES: &[&str] = &[
 ];
 
 const AUDIO_QUERIES: &[&str] = &[
+    "",
+    "",
     "?sv=2020-08-04&sr=b&sig=abc%2Bdef%3D&se=2026-01-01T00%3A00%3A00Z",
     "?v={id}",
 ];
@@ -136,8 +142,6 @@ const EVENT_SETS: &[&[&str]] = &[
     &["dtmfReceived", "participantsUpdated"],
 ];
 
-const TEAMS_CLOUDS: &[&str] = &["public", "dod", "gcch"];
-
 /// Formats a 128-bit number as a lower-case GUID.
 pub(crate) fn guid(n: u128) -> String {
     format!(
@@ -150,39 +154,107 @@ pub(crate) fn guid(n: u128) -> String {
     )
 }
 
+// Hot-path note: proptest's unions (`prop_oneof!`, `prop::option::of`) clone the test
+// runner and seed a fresh ChaCha RNG for every option before the one picked, which
+// dominated generation time. Choices are therefore drawn as small integers in tuples
+// and the value built in `prop_map`; an integer still shrinks towards the first choice.
+
+/// Raw parts of a communication user id: resource and user GUID.
+type UserParts = (&'static str, u128);
+/// Raw parts of a phone number: country entry, length pick, national digits seed.
+type PhoneParts = ((&'static str, u32, u32), u32, u64);
+/// Raw parts of a Teams user: user GUID, `isAnonymous`, `cloud`.
+type TeamsParts = (u128, Option<bool>, Option<&'static str>);
+
+const ANONYMOUS: &[Option<bool>] = &[None, Some(false), Some(true)];
+const CLOUDS: &[Option<&str>] = &[None, Some("public"), Some("dod"), Some("gcch")];
+
+fn user_parts() -> impl Strategy<Value = UserParts> + Clone {
+    (select(RESOURCES), any::<u128>())
+}
+
+fn phone_parts() -> impl Strategy<Value = PhoneParts> + Clone {
+    (select(COUNTRIES), 0u32..13, any::<u64>())
+}
+
+fn teams_parts() -> impl Strategy<Value = TeamsParts> + Clone {
+    (any::<u128>(), select(ANONYMOUS), select(CLOUDS))
+}
+
 /// `8:acs:<resource>_<user>`, the id ACS identity issues.
-pub(crate) fn communication_user_id() -> impl Strategy<Value = String> + Clone {
-    (select(RESOURCES), any::<u128>()).prop_map(|(r, u)| format!("8:acs:{r}_{}", guid(u)))
+fn user_id((resource, user): UserParts) -> String {
+    format!("8:acs:{resource}_{}", guid(user))
+}
+
+/// An E.164 number with a real country code and a plausible length.
+fn e164_of(((cc, min, max), extra, n): PhoneParts) -> String {
+    let len = min + extra % (max - min + 1);
+    // No leading zero in the national number: real numbers are dialled that way.
+    let low = 10u64.pow(len - 1);
+    let national = low + n % (9 * low);
+    format!("+{cc}{national}")
 }
 
 /// An E.164 number with a real country code and a plausible length.
 pub(crate) fn e164() -> impl Strategy<Value = String> + Clone {
-    (select(COUNTRIES), 0u32..13, any::<u64>()).prop_map(|((cc, min, max), extra, n)| {
-        let len = min + extra % (max - min + 1);
-        // No leading zero in the national number: real numbers are dialled that way.
-        let low = 10u64.pow(len - 1);
-        let national = low + n % (9 * low);
-        format!("+{cc}{national}")
-    })
+    phone_parts().prop_map(e164_of)
 }
 
 fn object(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
     Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
+fn user_value(parts: UserParts, raw: bool) -> Value {
+    let id = user_id(parts);
+    let mut m = Map::new();
+    if raw {
+        m.insert("rawId".into(), Value::String(id.clone()));
+    }
+    m.insert(
+        "communicationUser".into(),
+        object([("id", Value::String(id))]),
+    );
+    Value::Object(m)
+}
+
+fn phone_value(parts: PhoneParts, raw: bool) -> Value {
+    let v = e164_of(parts);
+    let mut m = Map::new();
+    if raw {
+        m.insert("rawId".into(), Value::String(format!("4:{v}")));
+    }
+    m.insert("phoneNumber".into(), object([("value", Value::String(v))]));
+    Value::Object(m)
+}
+
+fn teams_value((id, anonymous, cloud): TeamsParts, raw: bool) -> Value {
+    let user_id = guid(id);
+    let mut teams = Map::new();
+    teams.insert("userId".into(), Value::String(user_id.clone()));
+    if let Some(a) = anonymous {
+        teams.insert("isAnonymous".into(), Value::Bool(a));
+    }
+    if let Some(c) = cloud {
+        teams.insert("cloud".into(), Value::String(c.into()));
+    }
+    let mut m = Map::new();
+    m.insert("microsoftTeamsUser".into(), Value::Object(teams));
+    if raw {
+        // The raw id prefix follows the cloud the way the SDKs build it.
+        let prefix = match (anonymous, cloud) {
+            (Some(true), _) => "8:teamsvisitor:",
+            (_, Some("dod")) => "8:dod:",
+            (_, Some("gcch")) => "8:gcch:",
+            _ => "8:orgid:",
+        };
+        m.insert("rawId".into(), Value::String(format!("{prefix}{user_id}")));
+    }
+    Value::Object(m)
+}
+
 /// A `communicationUser` identifier, sometimes with its `rawId`.
 pub(crate) fn communication_user() -> impl Strategy<Value = Value> + Clone {
-    (communication_user_id(), any::<bool>()).prop_map(|(id, raw)| {
-        let mut m = Map::new();
-        if raw {
-            m.insert("rawId".into(), Value::String(id.clone()));
-        }
-        m.insert(
-            "communicationUser".into(),
-            object([("id", Value::String(id))]),
-        );
-        Value::Object(m)
-    })
+    (user_parts(), any::<bool>()).prop_map(|(p, raw)| user_value(p, raw))
 }
 
 /// `{ "value": E.164 }`, the phone number body.
@@ -192,68 +264,49 @@ pub(crate) fn phone_body() -> impl Strategy<Value = Value> + Clone {
 
 /// A `phoneNumber` identifier, sometimes with its `rawId` (`4:+...`).
 pub(crate) fn phone_number() -> impl Strategy<Value = Value> + Clone {
-    (e164(), any::<bool>()).prop_map(|(v, raw)| {
-        let mut m = Map::new();
-        if raw {
-            m.insert("rawId".into(), Value::String(format!("4:{v}")));
-        }
-        m.insert("phoneNumber".into(), object([("value", Value::String(v))]));
-        Value::Object(m)
-    })
+    (phone_parts(), any::<bool>()).prop_map(|(p, raw)| phone_value(p, raw))
 }
 
 /// A `microsoftTeamsUser` identifier with or without `cloud` and `isAnonymous`.
 pub(crate) fn teams_user() -> impl Strategy<Value = Value> + Clone {
+    (teams_parts(), any::<bool>()).prop_map(|(p, raw)| teams_value(p, raw))
+}
+
+/// Any identifier; the kind is drawn with weights `[user, phone, teams]`.
+fn identifier_weighted(weights: [u8; 3]) -> impl Strategy<Value = Value> + Clone {
+    let [u, p, t] = weights;
     (
-        any::<u128>(),
-        prop::option::of(any::<bool>()),
-        prop::option::of(select(TEAMS_CLOUDS)),
+        0..u + p + t,
+        user_parts(),
+        phone_parts(),
+        teams_parts(),
         any::<bool>(),
     )
-        .prop_map(|(id, anonymous, cloud, raw)| {
-            let user_id = guid(id);
-            let mut teams = Map::new();
-            teams.insert("userId".into(), Value::String(user_id.clone()));
-            if let Some(a) = anonymous {
-                teams.insert("isAnonymous".into(), Value::Bool(a));
+        .prop_map(move |(k, user, phone, teams, raw)| {
+            if k < u {
+                user_value(user, raw)
+            } else if k < u + p {
+                phone_value(phone, raw)
+            } else {
+                teams_value(teams, raw)
             }
-            if let Some(c) = cloud {
-                teams.insert("cloud".into(), Value::String(c.into()));
-            }
-            let mut m = Map::new();
-            m.insert("microsoftTeamsUser".into(), Value::Object(teams));
-            if raw {
-                // The raw id prefix follows the cloud the way the SDKs build it.
-                let prefix = match (anonymous, cloud) {
-                    (Some(true), _) => "8:teamsvisitor:",
-                    (_, Some("dod")) => "8:dod:",
-                    (_, Some("gcch")) => "8:gcch:",
-                    _ => "8:orgid:",
-                };
-                m.insert("rawId".into(), Value::String(format!("{prefix}{user_id}")));
-            }
-            Value::Object(m)
         })
 }
 
 /// Any identifier, weighted towards ACS users and phone numbers as in real calls.
 pub(crate) fn identifier() -> impl Strategy<Value = Value> + Clone {
-    prop_oneof![
-        3 => communication_user(),
-        3 => phone_number(),
-        2 => teams_user(),
-    ]
+    identifier_weighted([3, 3, 2])
 }
 
 /// A participant id as it appears in a remove-participant path.
 pub(crate) fn participant_id() -> impl Strategy<Value = String> + Clone {
-    prop_oneof![
-        communication_user_id(),
-        e164(),
-        e164().prop_map(|v| format!("4:{v}")),
-        any::<u128>().prop_map(guid),
-        any::<u128>().prop_map(|u| format!("8:orgid:{}", guid(u))),
-    ]
+    (0u8..5, user_parts(), phone_parts(), any::<u128>()).prop_map(|(k, user, phone, id)| match k {
+        0 => user_id(user),
+        1 => e164_of(phone),
+        2 => format!("4:{}", e164_of(phone)),
+        3 => guid(id),
+        _ => format!("8:orgid:{}", guid(id)),
+    })
 }
 
 fn fill_id(template: &str, id: u128) -> String {
@@ -269,13 +322,10 @@ pub(crate) fn callback_uri() -> impl Strategy<Value = String> + Clone {
     (
         select(CALLBACK_BASES),
         select(CALLBACK_PATHS),
-        prop::option::of(select(CALLBACK_QUERIES)),
+        select(CALLBACK_QUERIES),
         any::<u128>(),
     )
-        .prop_map(|(base, path, query, id)| match query {
-            Some(q) => format!("{base}{path}{}", fill_id(q, id)),
-            None => format!("{base}{path}"),
-        })
+        .prop_map(|(base, path, query, id)| format!("{base}{path}{}", fill_id(query, id)))
 }
 
 /// An absolute URI of a WAV file, sometimes with a SAS-like query.
@@ -283,35 +333,35 @@ pub(crate) fn audio_uri() -> impl Strategy<Value = String> + Clone {
     (
         select(AUDIO_BASES),
         select(AUDIO_NAMES),
-        prop::option::of(select(AUDIO_QUERIES)),
+        select(AUDIO_QUERIES),
         any::<u128>(),
     )
-        .prop_map(|(base, name, query, id)| match query {
-            Some(q) => format!("{base}/{name}.wav{}", fill_id(q, id)),
-            None => format!("{base}/{name}.wav"),
-        })
+        .prop_map(|(base, name, query, id)| format!("{base}/{name}.wav{}", fill_id(query, id)))
 }
 
 fn subject() -> impl Strategy<Value = String> + Clone {
-    (select(SUBJECTS), prop::option::of(1u32..10_000)).prop_map(|(s, n)| match n {
-        Some(n) => format!("{s} {n}"),
-        None => s.to_string(),
+    (select(SUBJECTS), 0u32..20_000).prop_map(|(s, n)| {
+        // Half the subjects carry a number, as generated meeting titles do.
+        if n < 10_000 {
+            s.to_string()
+        } else {
+            format!("{s} {}", n - 10_000)
+        }
     })
 }
 
 fn operation_context() -> impl Strategy<Value = String> + Clone {
-    prop_oneof![
-        any::<u128>().prop_map(guid),
-        (select(CONTEXT_TAGS), 0u32..1000).prop_map(|(t, n)| format!("{t}-{n}")),
-        Just(String::new()),
-    ]
+    (0u8..5, any::<u128>(), select(CONTEXT_TAGS), 0u32..1000).prop_map(|(k, id, tag, n)| match k {
+        0 | 1 => guid(id),
+        2 | 3 => format!("{tag}-{n}"),
+        _ => String::new(),
+    })
 }
 
 fn resource_id() -> impl Strategy<Value = String> + Clone {
-    prop_oneof![
-        any::<u128>().prop_map(guid),
-        select(RESOURCE_TAGS).prop_map(str::to_string),
-    ]
+    (any::<bool>(), any::<u128>(), select(RESOURCE_TAGS)).prop_map(|(named, id, tag)| {
+        if named { tag.to_string() } else { guid(id) }
+    })
 }
 
 /// An optional property: absent (`None`), explicitly `null` (which means absent), or a value.
@@ -319,11 +369,11 @@ fn optional<S>(s: S) -> impl Strategy<Value = Option<Value>> + Clone
 where
     S: Strategy<Value = Value> + Clone,
 {
-    prop_oneof![
-        4 => Just(None),
-        1 => Just(Some(Value::Null)),
-        5 => s.prop_map(Some),
-    ]
+    (0u8..10, s).prop_map(|(k, v)| match k {
+        0..=3 => None,
+        4 => Some(Value::Null),
+        _ => Some(v),
+    })
 }
 
 fn string_value<S: Strategy<Value = String> + Clone>(s: S) -> impl Strategy<Value = Value> + Clone {
@@ -343,7 +393,7 @@ fn put(m: &mut Map<String, Value>, key: &str, v: Option<Value>) {
 /// A valid create-call body.
 pub(crate) fn create_call() -> impl Strategy<Value = Value> + Clone {
     (
-        prop_oneof![4 => communication_user(), 1 => identifier()],
+        identifier_weighted([12, 2, 1]),
         prop::collection::vec(identifier(), 1..=5),
         callback_uri(),
         select(MODALITY_SETS),

@@ -2,5 +2,7 @@
 //! Communication Services Call Automation API (2021 preview), from one contract.
 
 pub mod auth;
+pub mod cli;
 pub mod client;
 pub mod contract;
+pub mod generate;

@@ -3,6 +3,7 @@
 //! endpoint for the auth, routing and lifecycle probes.
 
 use crate::contract::{Endpoint, Rule};
+use crate::generate::{self, GeneratedRequest};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -95,369 +96,71 @@ pub fn canonical(endpoint: Endpoint) -> Case {
     Case::json(endpoint, &body)
 }
 
-fn guid() -> impl Strategy<Value = String> {
-    any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).to_string())
-}
-
-fn e164() -> impl Strategy<Value = String> {
-    (
-        prop::sample::select(vec!["1", "44", "49", "33", "81", "353"]),
-        prop::collection::vec(0u8..10, 8..11),
-    )
-        .prop_map(|(cc, digits)| {
-            let mut s = format!("+{cc}");
-            for (i, d) in digits.into_iter().enumerate() {
-                // A national number never starts with 0 after the country code here.
-                s.push(char::from(b'0' + if i == 0 { d.max(1) } else { d }));
+impl From<GeneratedRequest> for Case {
+    fn from(g: GeneratedRequest) -> Case {
+        let participant_id = g.participant_id().map(str::to_string);
+        let defect = g.defect.as_ref().map(|d| {
+            let (rule, path) = d.expected();
+            DefectInfo {
+                label: d.to_string(),
+                rule,
+                path,
+                oversize: false,
             }
-            s
-        })
-}
-
-fn identifier() -> impl Strategy<Value = Value> {
-    let user = (guid(), guid())
-        .prop_map(|(r, u)| json!({"communicationUser": {"id": format!("8:acs:{r}_{u}")}}));
-    let phone = e164().prop_map(|v| json!({"phoneNumber": {"value": v}}));
-    let teams = (
-        guid(),
-        proptest::option::of(any::<bool>()),
-        proptest::option::of(prop::sample::select(vec!["public", "dod", "gcch"])),
-    )
-        .prop_map(|(id, anon, cloud)| {
-            let mut t = json!({"userId": id});
-            if let Some(a) = anon {
-                t["isAnonymous"] = json!(a);
-            }
-            if let Some(c) = cloud {
-                t["cloud"] = json!(c);
-            }
-            json!({"microsoftTeamsUser": t})
         });
-    (
-        prop_oneof![user, phone, teams],
-        proptest::option::of(guid()),
-    )
-        .prop_map(|(mut v, raw)| {
-            if let Some(r) = raw {
-                v["rawId"] = json!(format!("8:raw:{r}"));
-            }
-            v
-        })
+        Case {
+            endpoint: g.endpoint,
+            participant_id,
+            content_type: g.content_type,
+            body: g.body,
+            defect,
+        }
+    }
 }
 
-fn text() -> impl Strategy<Value = String> {
-    prop::sample::select(vec![
-        "",
-        "Support call",
-        "Rückruf wegen Ihrer Bestellung",
-        "予約の確認",
-        "ticket #4711 \"urgent\"",
-        "emoji 📞 call",
-    ])
-    .prop_map(str::to_string)
-}
-
-fn uri(base: &'static str) -> impl Strategy<Value = String> {
-    (
-        prop::sample::select(vec!["/api/callbacks", "/events", "/x/y.wav", "/"]),
-        proptest::option::of(guid()),
-    )
-        .prop_map(move |(path, q)| match q {
-            Some(q) => format!("{base}{path}?id={q}"),
-            None => format!("{base}{path}"),
-        })
-}
-
-fn subset(items: &'static [&'static str], min: usize) -> impl Strategy<Value = Value> {
-    prop::sample::subsequence(items.to_vec(), min..=items.len()).prop_map(|v| json!(v))
-}
-
-/// Valid requests for `endpoint`; a failing one shrinks to a smaller body.
+/// Valid requests for `endpoint` from the generators; a failing one shrinks.
 pub fn valid(endpoint: Endpoint) -> BoxedStrategy<Case> {
-    match endpoint {
-        Endpoint::CreateCall => (
-            identifier(),
-            prop::collection::vec(identifier(), 1..4),
-            uri("https://contoso.com"),
-            subset(&["audio", "video"], 1),
-            subset(&["participantsUpdated", "dtmfReceived"], 0),
-            proptest::option::of(text()),
-            proptest::option::of(e164()),
-        )
-            .prop_map(
-                move |(source, targets, cb, modalities, events, subject, alt)| {
-                    let mut b = json!({
-                        "source": source, "targets": targets, "callbackUri": cb,
-                        "requestedModalities": modalities, "requestedCallEvents": events,
-                    });
-                    if let Some(s) = subject {
-                        b["subject"] = json!(s);
-                    }
-                    if let Some(a) = alt {
-                        b["sourceAlternateIdentity"] = json!({"value": a});
-                    }
-                    Case::json(endpoint, &b)
-                },
-            )
-            .boxed(),
-        Endpoint::Hangup => prop_oneof![
-            Just(None),
-            Just(Some(json!({}))),
-            Just(Some(json!({"reason": "ignored"})))
-        ]
-        .prop_map(move |b| match b {
-            Some(b) => Case::json(endpoint, &b),
-            None => Case {
-                endpoint,
-                participant_id: None,
-                content_type: None,
-                body: None,
-                defect: None,
-            },
-        })
-        .boxed(),
-        Endpoint::PlayAudio => (
-            uri("https://acsmedia.blob.core.windows.net"),
-            proptest::option::of(any::<bool>()),
-            proptest::option::of(text()),
-            proptest::option::of(guid()),
-        )
-            .prop_map(move |(u, lp, ctx, rid)| {
-                let mut b = json!({"audioFileUri": u});
-                if let Some(l) = lp {
-                    b["loop"] = json!(l);
-                }
-                if let Some(c) = ctx {
-                    b["operationContext"] = json!(c);
-                }
-                if let Some(r) = rid {
-                    b["resourceId"] = json!(r);
-                }
-                Case::json(endpoint, &b)
-            })
-            .boxed(),
-        Endpoint::CancelMediaProcessing => proptest::option::of(text())
-            .prop_map(move |ctx| {
-                let b = match ctx {
-                    Some(c) => json!({"operationContext": c}),
-                    None => json!({}),
-                };
-                Case::json(endpoint, &b)
-            })
-            .boxed(),
-        Endpoint::InviteParticipants => (
-            prop::collection::vec(identifier(), 1..4),
-            proptest::option::of(text()),
-            proptest::option::of(e164()),
-        )
-            .prop_map(move |(p, ctx, alt)| {
-                let mut b = json!({"participants": p});
-                if let Some(c) = ctx {
-                    b["operationContext"] = json!(c);
-                }
-                if let Some(a) = alt {
-                    b["alternateCallerId"] = json!({"value": a});
-                }
-                Case::json(endpoint, &b)
-            })
-            .boxed(),
-        Endpoint::RemoveParticipant => prop_oneof![
-            e164(),
-            (guid(), guid()).prop_map(|(r, u)| format!("8:acs:{r}_{u}")),
-            guid().prop_map(|g| format!("8:raw:{g}")),
-        ]
-        .prop_map(move |p| Case {
-            endpoint,
-            participant_id: Some(p),
-            content_type: None,
-            body: None,
-            defect: None,
-        })
-        .boxed(),
-    }
+    generate::valid(endpoint).prop_map(Case::from).boxed()
 }
 
-/// One labelled invalid request per defect class of `endpoint` (none for remove
-/// participant, whose body is ignored).
-pub fn invalid(endpoint: Endpoint) -> Vec<Case> {
-    let base = canonical(endpoint);
-    let Some(body) = base.body.as_ref() else {
-        return match endpoint {
-            Endpoint::Hangup => body_level(endpoint),
-            _ => Vec::new(),
+/// One labelled invalid request per defect class of `endpoint`, drawn with `seed`,
+/// plus an oversize body (none for remove participant, whose body is ignored).
+pub fn invalid(endpoint: Endpoint, seed: u64) -> Vec<Case> {
+    let mut out = Vec::new();
+    for (i, class) in generate::defect_classes(endpoint).iter().enumerate() {
+        let Ok(strategy) = generate::invalid_of(endpoint, class) else {
+            continue;
         };
-    };
-    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
-        return Vec::new();
-    };
-    let mut out = body_level(endpoint);
-    let mutate = |label: &str, rule: Rule, path: &str, f: &dyn Fn(&mut Value)| {
-        let mut v = Value::Object(obj.clone());
-        f(&mut v);
-        let mut c = Case::json(endpoint, &v);
-        c.defect = Some(DefectInfo {
-            label: format!("{label}({path})"),
-            rule,
-            path: path.to_string(),
-            oversize: false,
-        });
-        c
-    };
-    let required: &[&str] = match endpoint {
-        Endpoint::CreateCall => &[
-            "source",
-            "targets",
-            "callbackUri",
-            "requestedModalities",
-            "requestedCallEvents",
-        ],
-        Endpoint::PlayAudio => &["audioFileUri"],
-        Endpoint::InviteParticipants => &["participants"],
-        _ => &[],
-    };
-    for key in required {
-        out.push(mutate("missing-required", Rule::Missing, key, &|v| {
-            if let Value::Object(m) = v {
-                m.remove(*key);
-            }
-        }));
-        out.push(mutate("null-required", Rule::Null, key, &|v| {
-            v[*key] = Value::Null
-        }));
-        out.push(mutate("wrong-type", Rule::WrongType, key, &|v| {
-            v[*key] = json!(42)
-        }));
+        let class_seed = seed.wrapping_add((i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        out.extend(
+            generate::sample(&strategy, class_seed, 1)
+                .into_iter()
+                .map(Case::from),
+        );
     }
-    match endpoint {
-        Endpoint::CreateCall => {
-            out.push(mutate("empty-array", Rule::EmptyArray, "targets", &|v| {
-                v["targets"] = json!([])
-            }));
-            out.push(mutate(
-                "bad-e164",
-                Rule::BadE164,
-                "targets[0].phoneNumber.value",
-                &|v| v["targets"][0]["phoneNumber"]["value"] = json!("004255550100"),
-            ));
-            out.push(mutate(
-                "identifier-kinds",
-                Rule::IdentifierKinds,
-                "targets[0]",
-                &|v| v["targets"][0]["communicationUser"] = json!({"id": "8:acs:x"}),
-            ));
-            out.push(mutate(
-                "identifier-kinds",
-                Rule::IdentifierKinds,
-                "source",
-                &|v| v["source"] = json!({}),
-            ));
-            out.push(mutate(
-                "not-absolute-uri",
-                Rule::NotAbsoluteUri,
-                "callbackUri",
-                &|v| v["callbackUri"] = json!("/api/callbacks"),
-            ));
-            out.push(mutate(
-                "unknown-enum-value",
-                Rule::UnknownEnumValue,
-                "requestedModalities[0]",
-                &|v| v["requestedModalities"] = json!(["Audio"]),
-            ));
-            out.push(mutate(
-                "duplicate-item",
-                Rule::DuplicateItem,
-                "requestedCallEvents[1]",
-                &|v| v["requestedCallEvents"] = json!(["dtmfReceived", "dtmfReceived"]),
-            ));
-            out.push(mutate(
-                "empty-array",
-                Rule::EmptyArray,
-                "requestedModalities",
-                &|v| v["requestedModalities"] = json!([]),
-            ));
-        }
-        Endpoint::PlayAudio => {
-            out.push(mutate(
-                "not-absolute-uri",
-                Rule::NotAbsoluteUri,
-                "audioFileUri",
-                &|v| v["audioFileUri"] = json!("welcome.wav"),
-            ));
-            out.push(mutate("wrong-type", Rule::WrongType, "loop", &|v| {
-                v["loop"] = json!("yes")
-            }));
-        }
-        Endpoint::CancelMediaProcessing => {
-            out.push(mutate(
-                "wrong-type",
-                Rule::WrongType,
-                "operationContext",
-                &|v| v["operationContext"] = json!(7),
-            ));
-        }
-        Endpoint::InviteParticipants => {
-            out.push(mutate(
-                "empty-array",
-                Rule::EmptyArray,
-                "participants",
-                &|v| v["participants"] = json!([]),
-            ));
-            out.push(mutate(
-                "bad-e164",
-                Rule::BadE164,
-                "alternateCallerId.value",
-                &|v| v["alternateCallerId"] = json!({"value": "+0"}),
-            ));
-        }
-        _ => {}
+    if endpoint.request_body() != crate::contract::RequestBody::Ignored {
+        out.push(oversize(endpoint));
     }
     out
 }
 
-/// Defects of the body as a whole: not JSON, not an object, not UTF-8, wrong
-/// content type, oversize.
-fn body_level(endpoint: Endpoint) -> Vec<Case> {
-    let raw = |label: &str, rule: Rule, ct: Option<&str>, body: Vec<u8>, oversize: bool| Case {
-        endpoint,
-        participant_id: None,
-        content_type: ct.map(str::to_string),
-        body: Some(body),
-        defect: Some(DefectInfo {
-            label: label.to_string(),
-            rule,
-            path: String::new(),
-            oversize,
-        }),
-    };
-    let json = Some("application/json");
-    let mut big = b"{\"subject\":\"".to_vec();
+/// A JSON body just over 1 MiB: 413 (or 400) whatever else it holds.
+fn oversize(endpoint: Endpoint) -> Case {
+    let mut big = b"{\"operationContext\":\"".to_vec();
     big.resize(crate::contract::MAX_BODY_BYTES + 16, b'a');
     big.extend_from_slice(b"\"}");
-    vec![
-        raw("not-json", Rule::NotJson, json, b"{\"a\":".to_vec(), false),
-        raw(
-            "not-object",
-            Rule::NotObject,
-            json,
-            b"[1,2]".to_vec(),
-            false,
-        ),
-        raw(
-            "not-utf8",
-            Rule::NotUtf8,
-            json,
-            b"{\"a\":\"\xff\xfe\"}".to_vec(),
-            false,
-        ),
-        raw(
-            "content-type",
-            Rule::ContentType,
-            Some("text/plain"),
-            b"{}".to_vec(),
-            false,
-        ),
-        raw("too-large", Rule::TooLarge, json, big, true),
-    ]
+    Case {
+        endpoint,
+        participant_id: None,
+        content_type: Some("application/json".into()),
+        body: Some(big),
+        defect: Some(DefectInfo {
+            label: "too-large".into(),
+            rule: Rule::TooLarge,
+            path: String::new(),
+            oversize: true,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -490,7 +193,7 @@ mod tests {
                 )
                 .is_ok()
             );
-            for c in invalid(e) {
+            for c in invalid(e, 7) {
                 let d = c.defect.clone().unwrap();
                 let errs = validate_request(
                     e,

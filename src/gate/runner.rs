@@ -660,7 +660,7 @@ async fn lifecycle(ctx: Ctx) {
 /// Invalid bodies get 400 (413 allowed for oversize), naming the offending property;
 /// the first one without auth gets 401.
 async fn invalid_cases(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint) {
-    for (i, case) in cases::invalid(endpoint).into_iter().enumerate() {
+    for (i, case) in cases::invalid(endpoint, ctx.s.seed).into_iter().enumerate() {
         let Some(defect) = case.defect.clone() else {
             continue;
         };

@@ -227,15 +227,15 @@ async fn respond(
     req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
+    // A declared length beyond the limit is refused before reading a byte of it.
+    if hyper::body::Body::size_hint(&body).lower() > TRANSPORT_BODY_LIMIT as u64 {
+        return Ok(to_hyper(too_large()));
+    }
     let body = match Limited::new(body, TRANSPORT_BODY_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             let resp = if e.is::<http_body_util::LengthLimitError>() {
-                DoubleResponse::error(
-                    413,
-                    "PayloadTooLarge",
-                    &format!("body exceeds {TRANSPORT_BODY_LIMIT} bytes"),
-                )
+                too_large()
             } else {
                 DoubleResponse::error(400, "BadRequest", "the request body could not be read")
             };
@@ -258,6 +258,14 @@ async fn respond(
         tokio::time::sleep(resp.delay).await;
     }
     Ok(to_hyper(resp))
+}
+
+fn too_large() -> DoubleResponse {
+    DoubleResponse::error(
+        413,
+        "PayloadTooLarge",
+        &format!("body exceeds the transport limit of {TRANSPORT_BODY_LIMIT} bytes"),
+    )
 }
 
 fn to_hyper(resp: DoubleResponse) -> hyper::Response<Full<Bytes>> {

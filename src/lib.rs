@@ -2,6 +2,8 @@
 //! Communication Services Call Automation API (2021 preview), from one contract.
 
 pub mod auth;
+pub mod cli;
 pub mod client;
 pub mod contract;
+pub mod generate;
 pub mod shape;

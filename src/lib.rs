@@ -5,5 +5,6 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod contract;
+pub mod double;
 pub mod generate;
 pub mod shape;

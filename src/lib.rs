@@ -7,3 +7,4 @@ pub mod client;
 pub mod contract;
 pub mod double;
 pub mod generate;
+pub mod shape;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod openapi;
+pub mod snapshots;
 
 use acs_harness::auth::{ConnectionString, Signer};
 use acs_harness::contract::{Endpoint, validate_error_body, validate_response};

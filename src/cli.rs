@@ -21,10 +21,26 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print the OpenAPI 3.1 document of the contract.
+    Spec(SpecArgs),
     /// Print generated requests for one endpoint as JSON lines.
     Generate(GenerateArgs),
+    /// Run the double (a stateful, signature-checking fake of the service) until Ctrl-C.
+    Serve(crate::double::serve::ServeArgs),
     /// Gate a target (or the embedded double) against the contract; exit 0 pass, 1 fail, 2 could not run.
     Contract(crate::gate::ContractArgs),
+}
+
+/// Arguments of `acs-harness spec`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Print the OpenAPI 3.1 document of the contract the harness enforces",
+    after_help = "Example:\n  acs-harness spec --out call-automation.openapi.json"
+)]
+pub struct SpecArgs {
+    /// Write the document to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 const GENERATE_HELP: &str = "\
@@ -68,8 +84,41 @@ fn endpoint_parser() -> impl TypedValueParser<Value = Endpoint> {
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Spec(args) => run_spec(&args),
         Command::Generate(args) => run_generate(&args),
         Command::Contract(args) => crate::gate::run(args),
+        Command::Serve(args) => match crate::double::serve::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn run_spec(args: &SpecArgs) -> ExitCode {
+    let written = match &args.out {
+        Some(path) => std::fs::write(path, crate::contract::OPENAPI)
+            .map_err(|e| format!("writing {}: {e}", path.display())),
+        None => write_or_broken_pipe(crate::contract::OPENAPI.as_bytes())
+            .map_err(|e| format!("writing to stdout: {e}")),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn write_or_broken_pipe(bytes: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 

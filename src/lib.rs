@@ -5,5 +5,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod contract;
+pub mod double;
 pub mod gate;
 pub mod generate;
+pub mod shape;

@@ -226,3 +226,40 @@ fn operation_context_is_read_from_the_body() {
         None
     );
 }
+
+#[test]
+fn valid_bodies_shrink_to_simple_ones() {
+    use proptest::test_runner::{Config, TestError, TestRunner};
+    let config = Config {
+        cases: 256,
+        // Unused parts of a choice shrink too (see values.rs), so allow more steps.
+        max_shrink_iters: 20_000,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new_with_rng(config, acs_harness::generate::seeded_rng(77));
+    // A property that fails on three or more targets: the shrunk counterexample should
+    // be the smallest body that still has three.
+    let result = runner.run(&valid(Endpoint::CreateCall), |r| {
+        let v: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+        proptest::prop_assert!(v["targets"].as_array().unwrap().len() < 3);
+        Ok(())
+    });
+    let Err(TestError::Fail(_, minimal)) = result else {
+        panic!("expected a failure, got {result:?}");
+    };
+    let v: serde_json::Value = serde_json::from_slice(minimal.body.as_deref().unwrap()).unwrap();
+    let targets = v["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 3, "{v}");
+    for t in targets {
+        assert!(
+            t.get("communicationUser").is_some() && t.get("rawId").is_none(),
+            "{v}"
+        );
+    }
+    for gone in ["subject", "sourceAlternateIdentity"] {
+        assert!(v.get(gone).is_none(), "{v}");
+    }
+    assert_eq!(v["requestedCallEvents"], serde_json::json!([]), "{v}");
+    assert_eq!(minimal.content_type.as_deref(), Some("application/json"));
+}

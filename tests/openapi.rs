@@ -118,3 +118,35 @@ fn schemas_and_validator_agree_on_examples() {
         assert_eq!(by_rust, ok, "validator on {e}: {body}");
     }
 }
+
+/// Generated bodies agree with the document: every valid body passes its schema and
+/// every body with one planted property-level defect fails it.
+#[test]
+fn generated_bodies_agree_with_the_document() {
+    use acs_harness::generate::{self, sample};
+    for e in Endpoint::ALL {
+        let Some(name) = request_schema_name(e) else {
+            continue;
+        };
+        let schema = schema_validator(name);
+        for r in sample(&generate::valid(e), 11, 300) {
+            let Some(body) = r.body.as_deref() else {
+                continue;
+            };
+            let v: Value = serde_json::from_slice(body).unwrap();
+            let errors: Vec<String> = schema.iter_errors(&v).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{e}: {v} {errors:?}");
+        }
+        let Ok(invalid) = generate::invalid(e) else {
+            continue;
+        };
+        for r in sample(&invalid, 12, 300) {
+            let defect = r.defect.clone().unwrap();
+            if defect.kind.is_body_level() {
+                continue;
+            }
+            let v: Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+            assert!(!schema.is_valid(&v), "{e}: schema accepts {defect}: {v}");
+        }
+    }
+}

@@ -224,13 +224,22 @@ fn rand_seed() -> u64 {
     (n as u64) % 1_000_000_000
 }
 
-/// Starts the embedded double on a free loopback port; returns its URL, connection
-/// string and a guard that stops it when dropped.
+/// Starts the embedded double on a free loopback port, with the prefix and
+/// api-version of the run; it stops when the returned server is dropped.
 async fn embedded_double(
     args: &ContractArgs,
-) -> anyhow::Result<(String, ConnectionString, Box<dyn std::any::Any + Send>)> {
-    let _ = args;
-    anyhow::bail!("the embedded double is not built into this binary yet")
+) -> anyhow::Result<(
+    String,
+    ConnectionString,
+    crate::double::serve::RunningServer,
+)> {
+    // The plain hyper server, not the wiremock mount: it retains nothing per request.
+    let mut config = crate::double::DoubleConfig::default().prefix(args.prefix.clone());
+    if let Some(v) = &args.api_version {
+        config = config.api_version(v.clone());
+    }
+    let server = crate::double::serve::Server::bind(config).await?.spawn();
+    Ok((server.uri().to_string(), server.connection_string(), server))
 }
 
 #[cfg(test)]

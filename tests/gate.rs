@@ -44,6 +44,9 @@ fn set_json(resp: &mut DoubleResponse, status: u16, body: serde_json::Value) {
 #[track_caller]
 fn assert_caught(report: &Report, caught: &[(Endpoint, Check)], clean: &[Check]) {
     let table = report.render_terminal(false);
+    if std::env::var_os("SHOW_REPORT").is_some() {
+        eprintln!("{table}");
+    }
     assert_eq!(report.end, RunEnd::Completed, "{table}");
     assert_eq!(report.exit_code(), 1, "{table}");
     for (e, c) in caught {

@@ -14,6 +14,9 @@ use std::time::Duration;
 /// Failure details kept per endpoint × check; counts go on beyond it.
 pub const MAX_FAILURES_PER_CELL: usize = 20;
 
+/// Failure details the terminal shows per endpoint × check (the shrunk case first).
+pub const TERMINAL_FAILURES_PER_CELL: usize = 3;
+
 /// One failed case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
@@ -227,7 +230,11 @@ impl Report {
             }
             out.push('\n');
         }
-        for f in self.failures() {
+        let shown = self
+            .cells
+            .values()
+            .flat_map(|c| c.failures.iter().take(TERMINAL_FAILURES_PER_CELL));
+        for f in shown {
             out.push('\n');
             let _ = writeln!(
                 out,
@@ -253,10 +260,16 @@ impl Report {
         let hidden: u64 = self
             .cells
             .values()
-            .map(|c| c.failed.saturating_sub(c.failures.len() as u64))
+            .map(|c| {
+                c.failed
+                    .saturating_sub(c.failures.len().min(TERMINAL_FAILURES_PER_CELL) as u64)
+            })
             .sum();
         if hidden > 0 {
-            let _ = writeln!(out, "\n… and {hidden} more failures (counted in the table)");
+            let _ = writeln!(
+                out,
+                "\n… and {hidden} more failures (counted in the table; up to {MAX_FAILURES_PER_CELL} per cell in --json and --junit)"
+            );
         }
         out.push('\n');
         match &self.end {
@@ -296,7 +309,11 @@ impl Report {
                 &self.target
             }
         );
-        let _ = writeln!(out, "seed {} — replay: {}", self.seed, self.replay);
+        if self.replay.is_empty() {
+            let _ = writeln!(out, "seed {}", self.seed);
+        } else {
+            let _ = writeln!(out, "seed {} — replay: {}", self.seed, self.replay);
+        }
         out
     }
 

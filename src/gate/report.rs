@@ -238,11 +238,12 @@ impl Report {
             out.push('\n');
             let _ = writeln!(
                 out,
-                "{} {} · {} · {}",
+                "{} {} · {} · {} · seed {}",
                 paint("1;31", "FAIL"),
                 f.check,
                 f.endpoint,
-                f.case
+                f.case,
+                self.seed
             );
             let _ = writeln!(out, "  expected: {}", f.expected);
             let _ = writeln!(out, "  got:      {}", f.got);

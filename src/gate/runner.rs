@@ -585,6 +585,11 @@ async fn lifecycle(ctx: Ctx) {
     };
     let phone = "+14255550123";
     let raw = ctx.unique("gate-raw");
+    let user = format!(
+        "8:acs:b6aada1f-0b1d-47ac-866f-91aae00a1d01_{}",
+        ctx.unique("gate-user")
+    );
+    let teams = ctx.unique("gate-teams-user");
     let not_found = Expect::Error(vec![404]);
     let steps: Vec<(String, Req, Expect)> = vec![
         (
@@ -606,39 +611,51 @@ async fn lifecycle(ctx: Ctx) {
             Expect::Success(Some("lifecycle-cancel".into())),
         ),
         (
-            step(4, "invite two participants"),
+            step(4, "invite four participants"),
             json_req(
                 Endpoint::InviteParticipants,
                 serde_json::json!({"participants": [
                     {"phoneNumber": {"value": phone}},
-                    {"communicationUser": {"id": "8:acs:b6aada1f-0b1d-47ac-866f-91aae00a1d01_gate"}, "rawId": raw}
-                ]}),
+                    {"communicationUser": {"id": "8:acs:b6aada1f-0b1d-47ac-866f-91aae00a1d01_gate"}, "rawId": raw},
+                    {"communicationUser": {"id": user}},
+                    {"microsoftTeamsUser": {"userId": teams, "cloud": "public"}}
+                ], "operationContext": "lifecycle-invite"}),
                 None,
             ),
             Expect::Success(None),
         ),
         (
-            step(5, "remove the phone participant"),
+            step(5, "remove the phone participant (by its number)"),
             bare(Endpoint::RemoveParticipant, Some(phone)),
             Expect::Success(None),
         ),
         (
-            step(6, "remove the participant by rawId"),
+            step(5, "remove the participant with a rawId (by its rawId)"),
             bare(Endpoint::RemoveParticipant, Some(&raw)),
             Expect::Success(None),
         ),
         (
-            step(7, "remove the phone participant again"),
+            step(5, "remove the ACS user (by its id)"),
+            bare(Endpoint::RemoveParticipant, Some(&user)),
+            Expect::Success(None),
+        ),
+        (
+            step(5, "remove the Teams user (by its userId)"),
+            bare(Endpoint::RemoveParticipant, Some(&teams)),
+            Expect::Success(None),
+        ),
+        (
+            step(6, "remove the phone participant again"),
             bare(Endpoint::RemoveParticipant, Some(phone)),
             not_found.clone(),
         ),
         (
-            step(8, "hang up"),
+            step(7, "hang up"),
             bare(Endpoint::Hangup, None),
             Expect::Success(None),
         ),
         (
-            step(9, "play audio on the hung-up call"),
+            step(8, "play audio on the hung-up call"),
             json_req(
                 Endpoint::PlayAudio,
                 serde_json::json!({"audioFileUri": "https://acsmedia.blob.core.windows.net/audio/hold.wav"}),
@@ -647,7 +664,7 @@ async fn lifecycle(ctx: Ctx) {
             not_found.clone(),
         ),
         (
-            step(10, "hang up again"),
+            step(9, "hang up again"),
             bare(Endpoint::Hangup, None),
             not_found,
         ),
@@ -657,6 +674,97 @@ async fn lifecycle(ctx: Ctx) {
             return;
         }
         let _ = ctx.probe(check, &label, &req, &expect).await;
+    }
+}
+
+/// Valid requests the generators do not draw: unknown properties (ignored), a body
+/// just under the 1 MiB limit, `{}` on hang up, a body on remove participant (ignored).
+async fn edge_cases(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint) {
+    let check = Check::PositiveAcceptance;
+    let canonical = cases::canonical(endpoint);
+    let object = canonical
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .and_then(|v| v.as_object().cloned());
+    let with_body = |body: Vec<u8>, content_type: &str| Case {
+        content_type: Some(content_type.to_string()),
+        body: Some(body),
+        ..canonical.clone()
+    };
+    let mut cases: Vec<(&str, Case)> = Vec::new();
+    if let Some(m) = &object {
+        let mut m = m.clone();
+        m.insert(
+            "gateUnknownProperty".into(),
+            serde_json::json!({"nested": [1, null, "x"]}),
+        );
+        let body = serde_json::Value::Object(m).to_string().into_bytes();
+        cases.push((
+            "unknown properties are ignored",
+            with_body(body, "application/json"),
+        ));
+    }
+    match (endpoint, &object) {
+        (Endpoint::CreateCall, Some(m)) => {
+            let mut m = m.clone();
+            let base = serde_json::Value::Object(m.clone()).to_string().len();
+            let room = crate::contract::MAX_BODY_BYTES.saturating_sub(base + 64);
+            m.insert(
+                "subject".into(),
+                serde_json::Value::String("s".repeat(room)),
+            );
+            let body = serde_json::Value::Object(m).to_string().into_bytes();
+            cases.push((
+                "a body just under 1 MiB is accepted",
+                with_body(body, "application/json"),
+            ));
+        }
+        (Endpoint::Hangup, _) => {
+            cases.push((
+                "an empty JSON object is accepted",
+                with_body(b"{}".to_vec(), "application/json"),
+            ));
+        }
+        (Endpoint::RemoveParticipant, _) => {
+            cases.push((
+                "a body is ignored",
+                with_body(b"ignored, not JSON".to_vec(), "text/plain"),
+            ));
+        }
+        _ => {}
+    }
+    for (i, (label, mut case)) in cases.into_iter().enumerate() {
+        let expect = Expect::Success(case.operation_context());
+        let call = match endpoint {
+            Endpoint::CreateCall => Ok(String::new()),
+            Endpoint::Hangup => ctx.create_call().await,
+            _ => ctx.pool_call(&pool, i).await,
+        };
+        let call = match call {
+            Ok(c) => c,
+            Err(why) => {
+                ctx.setup_failed(check, endpoint, label, &expect, why);
+                continue;
+            }
+        };
+        if endpoint == Endpoint::RemoveParticipant {
+            let pid = ctx.unique("gate-edge");
+            if let Err(why) = ctx.invite(&call, &pid).await {
+                ctx.setup_failed(check, endpoint, label, &expect, why);
+                continue;
+            }
+            case.participant_id = Some(pid);
+        }
+        let req = Req::of(&case, &call);
+        if let Ok(Some(r)) = ctx.probe(check, label, &req, &expect).await
+            && endpoint == Endpoint::CreateCall
+            && let Some(id) = serde_json::from_slice::<serde_json::Value>(&r.body)
+                .ok()
+                .and_then(|v| v.get("callLegId")?.as_str().map(str::to_string))
+        {
+            ctx.hang_up(&id).await;
+        }
     }
 }
 
@@ -1090,6 +1198,7 @@ async fn run_all(ctx: Ctx) {
                 }
             });
         }
+        set.spawn(edge_cases(ctx.clone(), pool.clone(), e));
         set.spawn(invalid_cases(ctx.clone(), pool.clone(), e));
         set.spawn(auth_cases(ctx.clone(), pool.clone(), e));
         set.spawn(routing_cases(ctx.clone(), e, dead_call.clone()));

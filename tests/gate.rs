@@ -668,7 +668,7 @@ async fn a_slow_endpoint_fails_as_timeout_and_the_run_goes_on() {
         .start()
         .await;
     wiremock::Mock::given(wiremock::matchers::path_regex("/CancelMediaProcessing$"))
-        .respond_with(wiremock::ResponseTemplate::new(202).set_delay(Duration::from_secs(3)))
+        .respond_with(wiremock::ResponseTemplate::new(202).set_delay(Duration::from_secs(5)))
         .with_priority(1)
         .mount(&server)
         .await;
@@ -684,7 +684,7 @@ async fn a_slow_endpoint_fails_as_timeout_and_the_run_goes_on() {
     let mut c = GateConfig::new(server.uri(), cs.signer());
     c.cases = 4;
     c.seed = SEED;
-    c.timeout = Duration::from_millis(300);
+    c.timeout = Duration::from_millis(500);
     c.concurrency = 16;
     let started = Instant::now();
     let r = run_gate(c).await;

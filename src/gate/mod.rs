@@ -193,6 +193,8 @@ async fn run_async(args: ContractArgs) -> ExitCode {
 fn replay_command(args: &ContractArgs, seed: u64) -> String {
     let mut s = String::from("acs-harness contract");
     if let Some(t) = &args.target {
+        // Userinfo in the URL would be a credential: never printed.
+        let t = runner::redact_url(t);
         s.push_str(&format!(" --target {}", report::shell_quote(t.as_bytes())));
     }
     if !args.prefix.is_empty() {

@@ -1235,7 +1235,7 @@ async fn run_all(ctx: Ctx) {
 }
 
 /// The URL without userinfo, for reports.
-fn redact_url(target: &str) -> String {
+pub(crate) fn redact_url(target: &str) -> String {
     match url::Url::parse(target) {
         Ok(mut u) => {
             let _ = u.set_username("");

@@ -771,79 +771,86 @@ async fn edge_cases(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint) {
 /// Invalid bodies get 400 (413 allowed for oversize), naming the offending property;
 /// the first one without auth gets 401.
 async fn invalid_cases(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint) {
+    // One task per case: a slow target costs one timeout per wave, not per case.
+    let mut set = JoinSet::new();
     for (i, case) in cases::invalid(endpoint, ctx.s.seed).into_iter().enumerate() {
-        let Some(defect) = case.defect.clone() else {
-            continue;
-        };
-        let statuses = if defect.oversize {
-            vec![400, 413]
-        } else {
-            vec![400]
-        };
-        let expect = Expect::Error(statuses);
-        let label = format!("invalid: {}", defect.label);
-        let call = if endpoint == Endpoint::Hangup {
-            ctx.create_call().await
-        } else if endpoint.needs_call() {
-            ctx.pool_call(&pool, i).await
-        } else {
-            Ok(String::new())
-        };
-        let call = match call {
-            Ok(c) => c,
-            Err(why) => {
-                ctx.setup_failed(Check::NegativeRejection, endpoint, &label, &expect, why);
-                continue;
+        set.spawn(invalid_case(ctx.clone(), pool.clone(), endpoint, i, case));
+    }
+    while set.join_next().await.is_some() {}
+}
+
+async fn invalid_case(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint, i: usize, case: Case) {
+    let Some(defect) = case.defect.clone() else {
+        return;
+    };
+    let statuses = if defect.oversize {
+        vec![400, 413]
+    } else {
+        vec![400]
+    };
+    let expect = Expect::Error(statuses);
+    let label = format!("invalid: {}", defect.label);
+    let call = if endpoint == Endpoint::Hangup {
+        ctx.create_call().await
+    } else if endpoint.needs_call() {
+        ctx.pool_call(&pool, i).await
+    } else {
+        Ok(String::new())
+    };
+    let call = match call {
+        Ok(c) => c,
+        Err(why) => {
+            ctx.setup_failed(Check::NegativeRejection, endpoint, &label, &expect, why);
+            return;
+        }
+    };
+    let req = Req::of(&case, &call);
+    if i == 0 {
+        let unauth = req.clone().auth(AuthMode::Missing);
+        let _ = ctx
+            .probe(
+                Check::AuthRequired,
+                &format!("{label} without Authorization"),
+                &unauth,
+                &Expect::Error(vec![401]),
+            )
+            .await;
+    }
+    // The validator's JSON path must appear in the message (CONTRACT.md: "the error
+    // message names the offending property by its JSON path").
+    let verdict = match ctx.send(&req).await {
+        Sent::Stopped => return,
+        Sent::Failed(why) => Err(Mismatch {
+            expected: expect.describe(endpoint),
+            got: why,
+            violations: Vec::new(),
+        }),
+        Sent::Reply(reply) => judge(endpoint, &expect, &reply).and_then(|()| {
+            let message = serde_json::from_slice::<serde_json::Value>(&reply.body)
+                .ok()
+                .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+                .unwrap_or_default();
+            if defect.path.is_empty() || message.contains(&defect.path) {
+                Ok(())
+            } else {
+                Err(Mismatch {
+                    expected: format!("{} naming {}", expect.describe(endpoint), defect.path),
+                    got: describe_reply(&reply),
+                    violations: vec![Violation {
+                        path: "message".into(),
+                        rule: Rule::Missing,
+                        message: format!(
+                            "the error message does not name the offending property {}",
+                            defect.path
+                        ),
+                    }],
+                })
             }
-        };
-        let req = Req::of(&case, &call);
-        if i == 0 {
-            let unauth = req.clone().auth(AuthMode::Missing);
-            let _ = ctx
-                .probe(
-                    Check::AuthRequired,
-                    &format!("{label} without Authorization"),
-                    &unauth,
-                    &Expect::Error(vec![401]),
-                )
-                .await;
-        }
-        // The validator's JSON path must appear in the message (CONTRACT.md: "the error
-        // message names the offending property by its JSON path").
-        let verdict = match ctx.send(&req).await {
-            Sent::Stopped => return,
-            Sent::Failed(why) => Err(Mismatch {
-                expected: expect.describe(endpoint),
-                got: why,
-                violations: Vec::new(),
-            }),
-            Sent::Reply(reply) => judge(endpoint, &expect, &reply).and_then(|()| {
-                let message = serde_json::from_slice::<serde_json::Value>(&reply.body)
-                    .ok()
-                    .and_then(|v| v.get("message")?.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                if defect.path.is_empty() || message.contains(&defect.path) {
-                    Ok(())
-                } else {
-                    Err(Mismatch {
-                        expected: format!("{} naming {}", expect.describe(endpoint), defect.path),
-                        got: describe_reply(&reply),
-                        violations: vec![Violation {
-                            path: "message".into(),
-                            rule: Rule::Missing,
-                            message: format!(
-                                "the error message does not name the offending property {}",
-                                defect.path
-                            ),
-                        }],
-                    })
-                }
-            }),
-        };
-        ctx.record(Check::NegativeRejection, &req, &label, verdict);
-        if endpoint == Endpoint::Hangup {
-            ctx.hang_up(&call).await;
-        }
+        }),
+    };
+    ctx.record(Check::NegativeRejection, &req, &label, verdict);
+    if endpoint == Endpoint::Hangup {
+        ctx.hang_up(&call).await;
     }
 }
 
@@ -877,50 +884,19 @@ async fn auth_cases(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint) {
         ),
     ];
     let canonical = cases::canonical(endpoint);
+    let mut set = JoinSet::new();
     for (i, (label, mode, accepted)) in modes.into_iter().enumerate() {
-        if ctx.stopped() {
-            return;
-        }
-        let expect = if accepted {
-            Expect::Accepted
-        } else {
-            Expect::Error(vec![401])
-        };
-        let mut case = canonical.clone();
-        let call = match endpoint {
-            Endpoint::CreateCall => Ok(String::new()),
-            Endpoint::Hangup => ctx.create_call().await,
-            _ => ctx.pool_call(&pool, i).await,
-        };
-        let call = match call {
-            Ok(c) => c,
-            Err(why) => {
-                ctx.setup_failed(Check::AuthRequired, endpoint, label, &expect, why);
-                continue;
-            }
-        };
-        if endpoint == Endpoint::RemoveParticipant {
-            let pid = ctx.unique("gate-auth");
-            if let Err(why) = ctx.invite(&call, &pid).await {
-                ctx.setup_failed(Check::AuthRequired, endpoint, label, &expect, why);
-                continue;
-            }
-            case.participant_id = Some(pid);
-        }
-        let req = Req::of(&case, &call).auth(mode);
-        let reply = ctx.probe(Check::AuthRequired, label, &req, &expect).await;
-        if endpoint == Endpoint::CreateCall
-            && let Ok(Some(r)) = reply
-            && let Some(id) = serde_json::from_slice::<serde_json::Value>(&r.body)
-                .ok()
-                .and_then(|v| v.get("callLegId")?.as_str().map(str::to_string))
-        {
-            ctx.hang_up(&id).await;
-        }
-        if endpoint == Endpoint::Hangup && !accepted {
-            ctx.hang_up(&call).await;
-        }
+        set.spawn(auth_case(
+            ctx.clone(),
+            pool.clone(),
+            endpoint,
+            i,
+            label,
+            mode,
+            accepted,
+        ));
     }
+    while set.join_next().await.is_some() {}
     // Authentication comes first: an unauthenticated request learns nothing about
     // routing (unknown call, wrong method) either.
     let unknown_call = ctx.unique("gate-unknown-call");
@@ -950,6 +926,60 @@ async fn auth_cases(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint) {
             &Expect::Error(vec![401]),
         )
         .await;
+}
+
+async fn auth_case(
+    ctx: Ctx,
+    pool: Vec<String>,
+    endpoint: Endpoint,
+    i: usize,
+    label: &'static str,
+    mode: AuthMode,
+    accepted: bool,
+) {
+    let canonical = cases::canonical(endpoint);
+    if ctx.stopped() {
+        return;
+    }
+    let expect = if accepted {
+        Expect::Accepted
+    } else {
+        Expect::Error(vec![401])
+    };
+    let mut case = canonical.clone();
+    let call = match endpoint {
+        Endpoint::CreateCall => Ok(String::new()),
+        Endpoint::Hangup => ctx.create_call().await,
+        _ => ctx.pool_call(&pool, i).await,
+    };
+    let call = match call {
+        Ok(c) => c,
+        Err(why) => {
+            ctx.setup_failed(Check::AuthRequired, endpoint, label, &expect, why);
+            return;
+        }
+    };
+    if endpoint == Endpoint::RemoveParticipant {
+        let pid = ctx.unique("gate-auth");
+        if let Err(why) = ctx.invite(&call, &pid).await {
+            ctx.setup_failed(Check::AuthRequired, endpoint, label, &expect, why);
+            return;
+        }
+        case.participant_id = Some(pid);
+    }
+    let req = Req::of(&case, &call).auth(mode);
+    let reply = ctx.probe(Check::AuthRequired, label, &req, &expect).await;
+    if endpoint == Endpoint::CreateCall
+        && let Ok(Some(r)) = reply
+        && let Some(id) = serde_json::from_slice::<serde_json::Value>(&r.body)
+            .ok()
+            .and_then(|v| v.get("callLegId")?.as_str().map(str::to_string))
+    {
+        ctx.hang_up(&id).await;
+    }
+    if endpoint == Endpoint::Hangup && !accepted {
+        ctx.hang_up(&call).await;
+    }
 }
 
 /// Unknown call ids, a hung-up call, an unknown participant, unknown and wrong-case
@@ -1164,22 +1194,42 @@ fn spawn_progress(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
 async fn run_all(ctx: Ctx) {
     let endpoints = ctx.s.endpoints.clone();
     let pool_size = ctx.s.sem.available_permits().clamp(1, 8);
+    // One call first: an unreachable target stops the run here, within one connect.
     let mut pool = Vec::with_capacity(pool_size);
-    for _ in 0..pool_size {
-        match ctx.create_call().await {
-            Ok(c) => pool.push(c),
-            Err(_) if ctx.stopped() => return,
-            // The cases that need a call create their own, and report why they could not.
-            Err(_) => break,
+    match ctx.create_call().await {
+        Ok(c) => pool.push(c),
+        Err(_) if ctx.stopped() => return,
+        // The cases that need a call create their own, and report why they could not.
+        Err(_) => {}
+    }
+    // The rest of the pool and the hung-up call, concurrently: against a target that
+    // hangs, set-up costs one timeout, not one per call.
+    let mut setup = JoinSet::new();
+    if !pool.is_empty() {
+        for _ in 1..pool_size {
+            let ctx = ctx.clone();
+            setup.spawn(async move { (false, ctx.create_call().await) });
         }
     }
-    let dead_call = match ctx.create_call().await {
-        Ok(c) => {
-            ctx.hang_up(&c).await;
-            Some(c)
+    let dead = ctx.clone();
+    setup.spawn(async move {
+        let call = dead.create_call().await;
+        if let Ok(c) = &call {
+            dead.hang_up(c).await;
         }
-        Err(_) => None,
-    };
+        (true, call)
+    });
+    let mut dead_call = None;
+    while let Some(done) = setup.join_next().await {
+        match done {
+            Ok((true, Ok(c))) => dead_call = Some(c),
+            Ok((false, Ok(c))) => pool.push(c),
+            _ => {}
+        }
+    }
+    if ctx.stopped() {
+        return;
+    }
     let mut set = JoinSet::new();
     set.spawn(lifecycle(ctx.clone()));
     for &e in &endpoints {

@@ -763,3 +763,35 @@ async fn an_unreachable_target_aborts_within_seconds() {
     assert_eq!(r.exit_code(), 2);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_never_answers_ends_in_bounded_time() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let key = acs_harness::double::dev_key();
+    let mut c = GateConfig::new(
+        format!("http://{addr}"),
+        acs_harness::auth::Signer::new(&key),
+    );
+    c.cases = 2;
+    c.seed = SEED;
+    c.timeout = Duration::from_millis(200);
+    c.concurrency = 64;
+    let started = Instant::now();
+    let r = run_gate(c).await;
+    let table = r.render_terminal(false);
+    assert_eq!(r.end, RunEnd::Completed, "{table}");
+    assert_eq!(r.exit_code(), 1);
+    assert!(r.failures().all(|f| f.got.contains("timeout")), "{table}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}

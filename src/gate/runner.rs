@@ -200,7 +200,7 @@ impl Ctx {
                 Sent::Stopped
             }
             Err(ClientError::Timeout(d)) => {
-                Sent::Failed(format!("timeout (no complete answer within {d:?})"))
+                Sent::Failed(format!("{TIMEOUT} (no complete answer within {d:?})"))
             }
             Err(e) => Sent::Failed(e.to_string()),
         }
@@ -399,7 +399,7 @@ impl Ctx {
     ) -> Mismatch {
         let m = Mismatch {
             expected: expect.describe(endpoint),
-            got: format!("not run: {why}"),
+            got: format!("{NOT_RUN} {why}"),
             violations: Vec::new(),
         };
         if why != "stopped" {
@@ -457,6 +457,18 @@ async fn run_valid(
     }
     result.map(|_| ()).map_err(|m| (req, m))
 }
+
+/// Whether a failure is the target's answer to the request itself (worth shrinking),
+/// not a timeout or a failed set-up.
+fn about_the_request(m: &Mismatch) -> bool {
+    !(m.got.starts_with(TIMEOUT) || m.got.starts_with(NOT_RUN))
+}
+
+/// How a timeout is reported (`got`).
+const TIMEOUT: &str = "timeout";
+
+/// How a case whose set-up failed is reported (`got`).
+const NOT_RUN: &str = "not run:";
 
 fn rng_seed(seed: u64, endpoint: Endpoint, purpose: &str) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -519,8 +531,10 @@ fn shrink(
         }
         attempts.fetch_add(1, Ordering::Relaxed);
         match handle.block_on(run_valid(&quiet, &pool, index, case)) {
-            Ok(()) => Ok(()),
-            Err((_, m)) => Err(TestCaseError::fail(m.got)),
+            Err((_, m)) if about_the_request(&m) => Err(TestCaseError::fail(m.got)),
+            // A failed set-up or a timeout says nothing about this body: shrinking
+            // must not drift towards it.
+            _ => Ok(()),
         }
     });
     let minimal = match outcome {
@@ -1240,7 +1254,7 @@ async fn run_all(ctx: Ctx) {
             let (ctx, pool) = (ctx.clone(), pool.clone());
             set.spawn(async move {
                 if let Err((_, m)) = run_valid(&ctx, &pool, i, case).await
-                    && !m.got.starts_with("timeout")
+                    && about_the_request(&m)
                     && let Ok(mut first) = ctx.s.first_valid_failure.lock()
                 {
                     let slot = first.entry(e).or_insert(i);

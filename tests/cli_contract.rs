@@ -102,6 +102,7 @@ async fn passes_against_the_embedded_double_with_reports() {
     assert_eq!(report["exit_code"], 0);
     assert_eq!(report["seed"], 11);
     assert_eq!(report["checks"].as_array().unwrap().len(), 7);
+    assert_eq!(report["endpoints"][0]["checks"][0]["status"], "pass");
     assert!(report["requests"].as_u64().unwrap() > 200);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -323,6 +323,8 @@ impl Report {
         #[derive(Serialize)]
         struct CheckOut<'a> {
             check: Check,
+            /// `pass`, `fail` or `not_run`.
+            status: &'static str,
             passed: u64,
             failed: u64,
             failures: &'a [Failure],
@@ -342,6 +344,11 @@ impl Report {
                     .filter_map(|c| {
                         self.cells.get(&(*e, *c)).map(|cell| CheckOut {
                             check: *c,
+                            status: match (cell.failed, cell.passed) {
+                                (0, 0) => "not_run",
+                                (0, _) => "pass",
+                                _ => "fail",
+                            },
                             passed: cell.passed,
                             failed: cell.failed,
                             failures: &cell.failures,

@@ -1102,6 +1102,29 @@ async fn routing_cases(ctx: Ctx, endpoint: Endpoint, dead_call: Option<String>) 
     ctx.hang_up(&call).await;
 }
 
+/// The bound on a whole run: every request the plan can send, each taking the full
+/// timeout, in waves of `concurrency`, plus the shrinking time. A run that takes
+/// longer is cut and reported as [`RunEnd::DeadlineReached`].
+fn deadline(config: &GateConfig) -> Duration {
+    // Per endpoint: a valid case costs at most four requests (set-up, case, clean-up),
+    // an invalid class three, plus the auth, routing and lifecycle probes.
+    let planned: u64 = config
+        .endpoints
+        .iter()
+        .map(|e| {
+            let classes = crate::generate::defect_classes(*e).len() as u64 + 1;
+            u64::from(config.cases) * 4 + classes * 3 + 80
+        })
+        .sum::<u64>()
+        + 2 * 8;
+    let waves = planned.div_ceil(config.concurrency.max(1) as u64) + 16;
+    config
+        .timeout
+        .saturating_mul(u32::try_from(waves).unwrap_or(u32::MAX))
+        .saturating_add(Duration::from_millis(u64::from(MAX_SHRINK_MS)))
+        .saturating_add(config.timeout)
+}
+
 /// Runs the gate against `config.target` and returns what it found. Never panics on
 /// anything the target does; an unreachable target ends the run as
 /// [`RunEnd::Aborted`].
@@ -1146,13 +1169,7 @@ pub async fn run_gate(config: GateConfig) -> Report {
         s: shared.clone(),
         record: true,
     };
-    // Every request is bounded by the timeout; this bound holds even if each one
-    // times out, so the run never exceeds its cases times the timeout.
-    let planned = (u64::from(config.cases) * 4 + 120) * config.endpoints.len() as u64;
-    let waves = planned / config.concurrency.max(1) as u64 + u64::from(MAX_SHRINK_ITERS) + 16;
-    let deadline = config
-        .timeout
-        .saturating_mul(u32::try_from(waves).unwrap_or(u32::MAX));
+    let deadline = deadline(&config);
     let progress = config.progress.then(|| spawn_progress(shared.clone()));
     let ctrl_c = async {
         if config.handle_ctrl_c {

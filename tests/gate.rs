@@ -795,3 +795,30 @@ async fn a_target_that_never_answers_ends_in_bounded_time() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_header_listing_the_refused_method() {
+    let r = gate_with(|_req, resp| {
+        if resp.status == 405 {
+            resp.headers
+                .retain(|(n, _)| !n.eq_ignore_ascii_case("allow"));
+            resp.headers
+                .push(("allow".into(), "GET, HEAD, POST, PUT, PATCH, DELETE".into()));
+        }
+    })
+    .await;
+    use Check::*;
+    let caught: Vec<(Endpoint, Check)> = Endpoint::ALL.map(|e| (e, NegativeRejection)).to_vec();
+    assert_caught(
+        &r,
+        &caught,
+        &[
+            PositiveAcceptance,
+            AuthRequired,
+            NotAServerError,
+            UnknownResource,
+            Lifecycle,
+            ErrorShape,
+        ],
+    );
+}

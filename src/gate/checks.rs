@@ -83,8 +83,8 @@ pub enum Expect {
     MethodNotAllowed {
         /// The method the path has.
         allow: &'static str,
-        /// Whether the probe was a `HEAD` (no body expected).
-        head: bool,
+        /// The method sent, which the `Allow` header must not list; `HEAD` expects no body.
+        sent: &'static str,
     },
 }
 
@@ -115,9 +115,9 @@ impl Expect {
                 let s: Vec<String> = statuses.iter().map(u16::to_string).collect();
                 format!("{} with the error body", s.join(" or "))
             }
-            Expect::MethodNotAllowed { allow, head } => format!(
+            Expect::MethodNotAllowed { allow, sent } => format!(
                 "405 with Allow: {allow}{}",
-                if *head {
+                if *sent == "HEAD" {
                     " and no body"
                 } else {
                     " and the error body"
@@ -201,11 +201,26 @@ pub fn judge(endpoint: Endpoint, expect: &Expect, reply: &Reply) -> Result<(), M
                 Err(mismatch(v))
             }
         }
-        Expect::MethodNotAllowed { allow, head } => {
+        Expect::MethodNotAllowed { allow, sent } => {
             if reply.status != 405 {
                 return Err(mismatch(Vec::new()));
             }
             let mut v = Vec::new();
+            let allowed = |m: &str| {
+                reply
+                    .allow
+                    .as_deref()
+                    .is_some_and(|a| a.split(',').any(|x| x.trim().eq_ignore_ascii_case(m)))
+            };
+            if allowed(sent) {
+                v.push(Violation {
+                    path: String::new(),
+                    rule: Rule::UndocumentedStatus,
+                    message: format!(
+                        "the Allow header lists {sent}, which was just refused with 405"
+                    ),
+                });
+            }
             let listed = reply
                 .allow
                 .as_deref()
@@ -223,7 +238,7 @@ pub fn judge(endpoint: Endpoint, expect: &Expect, reply: &Reply) -> Result<(), M
                     ),
                 });
             }
-            if *head {
+            if *sent == "HEAD" {
                 if !reply.body.is_empty() {
                     v.push(Violation {
                         path: String::new(),
@@ -349,7 +364,7 @@ mod tests {
                 Endpoint::CreateCall,
                 &Expect::MethodNotAllowed {
                     allow: "POST",
-                    head: false
+                    sent: "GET"
                 },
                 &r
             )
@@ -361,7 +376,7 @@ mod tests {
                 Endpoint::CreateCall,
                 &Expect::MethodNotAllowed {
                     allow: "POST",
-                    head: false
+                    sent: "GET"
                 },
                 &r
             )

@@ -1043,7 +1043,7 @@ async fn routing_cases(ctx: Ctx, endpoint: Endpoint, dead_call: Option<String>) 
         };
         let expect = Expect::MethodNotAllowed {
             allow: endpoint.method(),
-            head: method == "HEAD",
+            sent: method,
         };
         let _ = ctx
             .probe(

@@ -256,6 +256,12 @@ impl Report {
             }
             if let Some(c) = &f.curl {
                 let _ = writeln!(out, "  request:  {c}");
+                if f.endpoint.needs_call() && f.check != Check::UnknownResource {
+                    let _ = writeln!(
+                        out,
+                        "            (the call id is one the gate created; to replay, create a call with POST /calls and use its callLegId)"
+                    );
+                }
             }
         }
         let hidden: u64 = self

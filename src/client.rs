@@ -92,8 +92,16 @@ impl Client {
         signer: Signer,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
-        let base = url::Url::parse(base)
-            .map_err(|e| ClientError::Config(format!("{base:?} is not a URL ({e})")))?;
+        let base = url::Url::parse(base).map_err(|e| {
+            // An unparsable URL may still carry `user:password@`: never echo it then.
+            let shown = if base.contains('@') {
+                "the target"
+            } else {
+                base
+            };
+            ClientError::Config(format!("{shown:?} is not a URL ({e})"))
+        })?;
+        let base = without_credentials(base);
         if !matches!(base.scheme(), "http" | "https") {
             return Err(ClientError::Config(format!("{base} is not an http(s) URL")));
         }
@@ -266,6 +274,14 @@ impl Client {
     }
 }
 
+/// The URL without `user:password@`, which this client never sends and never prints.
+fn without_credentials(mut u: url::Url) -> url::Url {
+    // Both setters only fail for URLs that cannot have credentials at all.
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u
+}
+
 /// `/calling/` → `/calling`, `calling` → `/calling`, `` → ``.
 pub fn normalise_prefix(prefix: &str) -> String {
     let p = prefix.trim().trim_end_matches('/');
@@ -330,6 +346,16 @@ mod tests {
             .is_err()
         );
         assert!(Client::new("nope", "", None, c.signer.clone(), Duration::from_secs(1)).is_err());
+        let c = client("https://user:hunter2@x.example/", "", None);
+        assert!(!format!("{c:?} {}", c.base()).contains("hunter2"));
+        let e = Client::new(
+            "https://u:hunter2@[bad",
+            "",
+            None,
+            c.signer.clone(),
+            Duration::from_secs(1),
+        );
+        assert!(!e.unwrap_err().to_string().contains("hunter2"));
     }
 
     #[tokio::test]

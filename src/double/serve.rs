@@ -324,6 +324,13 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 
 /// Options of `acs-harness serve`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+Prints `listening on http://127.0.0.1:PORT` and `connection string: ...` as soon as it
+accepts connections; point an app or `acs-harness contract --target` at them.
+
+Examples:
+  acs-harness serve --port 0
+  acs-harness serve --port 8080 --prefix /calling --fail-rate 0.01 --seed 7 --latency 20ms")]
 pub struct ServeArgs {
     /// Port on 127.0.0.1 to listen on (0: any free port; the real one is printed).
     #[arg(long, default_value_t = 8080)]

@@ -26,6 +26,14 @@ pub const CONNECTION_STRING_ENV: &str = "ACS_CONNECTION_STRING";
 
 /// Options of `acs-harness contract`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+Exit code: 0 every check passed, 1 a violation, 2 the gate could not run.
+
+Examples:
+  acs-harness contract
+  acs-harness contract --target https://contoso.communication.azure.com \\
+      --connection-string \"$ACS_CONNECTION_STRING\" --junit contract.xml --json contract.json
+  acs-harness contract --target http://127.0.0.1:8080 --seed 421337 --only play-audio")]
 pub struct ContractArgs {
     /// Base URL of the service to gate (e.g. https://x.communication.azure.com);
     /// without it the embedded double is started and gated.

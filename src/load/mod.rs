@@ -411,6 +411,12 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
         println!("\nThresholds");
         print!("{}", threshold::table(&plan.rules, &metrics.thresholds));
     }
+    for report in args.report_file.iter().filter(|r| r.ends_with(".json")) {
+        let beside = format!("{}.thresholds.json", report.trim_end_matches(".json"));
+        if let Err(e) = std::fs::write(&beside, threshold::json(&plan.rules, &metrics.thresholds)) {
+            eprintln!("warning: cannot write {beside}: {e}");
+        }
+    }
     let breached = breached || metrics.thresholds.iter().any(|r| !r.passed);
     if breached { EXIT_BREACHED } else { EXIT_OK }
 }

@@ -105,6 +105,30 @@ pub fn table(rules: &[Rule], results: &[ThresholdResult]) -> String {
     out
 }
 
+/// The thresholds and their outcome as JSON, written beside each JSON report (goose's
+/// report holds them too, in goose's syntax, under `raw_metrics.thresholds`).
+pub fn json(rules: &[Rule], results: &[ThresholdResult]) -> String {
+    let rows: Vec<serde_json::Value> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            let result = results.get(i).filter(|r| r.rule == rule.goose);
+            serde_json::json!({
+                "threshold": rule.text,
+                "gooseRule": rule.goose,
+                "measured": result.map(|r| r.observed.as_str()),
+                "value": result.and_then(|r| r.value),
+                "passed": result.is_some_and(|r| r.passed),
+            })
+        })
+        .collect();
+    let all = rows
+        .iter()
+        .all(|r| r["passed"] == serde_json::Value::Bool(true));
+    serde_json::to_string_pretty(&serde_json::json!({ "passed": all, "thresholds": rows }))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

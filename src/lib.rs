@@ -2,5 +2,10 @@
 //! Communication Services Call Automation API (2021 preview), from one contract.
 
 pub mod auth;
+pub mod cli;
+pub mod client;
 pub mod contract;
+pub mod double;
+pub mod generate;
 pub mod load;
+pub mod shape;

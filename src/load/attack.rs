@@ -96,14 +96,19 @@ fn step_fn(ctx: Arc<Context>, endpoint: Endpoint, think: Duration) -> Transactio
     })
 }
 
-/// Sleeps `d`, waking early when the run is being stopped (Ctrl-C, a threshold).
+/// Sleeps `d`, waking early when the run is being stopped (Ctrl-C, a threshold, the
+/// last replayed body). Always sleeps at least one slice of a non-zero `d`, so a user
+/// that skips steps yields even while the run stops.
 async fn think_for(d: Duration) {
-    let step = Duration::from_millis(100);
+    let slice = Duration::from_millis(100);
     let mut left = d;
-    while !left.is_zero() && !goose::is_killswitch_triggered() {
-        let now = left.min(step);
+    while !left.is_zero() {
+        let now = left.min(slice);
         tokio::time::sleep(now).await;
         left -= now;
+        if goose::is_killswitch_triggered() {
+            break;
+        }
     }
 }
 

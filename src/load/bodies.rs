@@ -6,7 +6,6 @@ use crate::auth::content_hash;
 use crate::contract::{Endpoint, RequestBody};
 use bytes::Bytes;
 use reqwest::header::HeaderValue;
-use serde::Deserialize;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -277,42 +276,14 @@ pub fn user_seed(seed: u64, user: usize, e: Endpoint) -> u64 {
     z ^ (z >> 31)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Line {
-    endpoint: String,
-    content_type: Option<String>,
-    body: Option<String>,
-    body_base64: Option<String>,
-    #[serde(default)]
-    defect: Option<serde_json::Value>,
-}
-
 /// Parses one line of `acs-harness generate` output.
 pub fn parse_line(line: &str) -> Result<RawBody, String> {
-    use base64::Engine as _;
-    let l: Line = serde_json::from_str(line).map_err(|e| format!("not a request line: {e}"))?;
-    let endpoint = Endpoint::from_name(&l.endpoint).ok_or_else(|| {
-        format!(
-            "unknown endpoint {:?}; expected one of: {}",
-            l.endpoint,
-            Endpoint::names()
-        )
-    })?;
-    let body = match (l.body, l.body_base64) {
-        (Some(b), _) => Some(b.into_bytes()),
-        (None, Some(b)) => Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(b)
-                .map_err(|_| "bodyBase64 is not base64".to_string())?,
-        ),
-        (None, None) => None,
-    };
+    let g = crate::generate::GeneratedRequest::from_json_line(line).map_err(|e| e.to_string())?;
     Ok(RawBody {
-        endpoint,
-        content_type: l.content_type,
-        body,
-        defect: l.defect.is_some_and(|d| !d.is_null()),
+        endpoint: g.endpoint,
+        content_type: g.content_type,
+        body: g.body,
+        defect: g.defect.is_some(),
     })
 }
 

@@ -92,6 +92,31 @@ pub struct LoadArgs {
     pub quiet: bool,
 }
 
+impl std::fmt::Debug for LoadArgs {
+    /// Everything but the connection string's key, which is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadArgs")
+            .field("host", &self.host)
+            .field("scenario", &self.scenario)
+            .field("users", &self.users)
+            .field("increase_rate", &self.increase_rate)
+            .field("run_time", &self.run_time)
+            .field("test_plan", &self.test_plan)
+            .field(
+                "connection_string",
+                &self.connection_string.as_ref().map(|_| "<redacted>"),
+            )
+            .field("prefix", &self.prefix)
+            .field("api_version", &self.api_version)
+            .field("seed", &self.seed)
+            .field("bodies", &self.bodies)
+            .field("report_file", &self.report_file)
+            .field("baseline_file", &self.baseline_file)
+            .field("threshold", &self.threshold)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What was resolved before any load starts.
 struct Plan {
     file: ScenarioFile,
@@ -209,7 +234,7 @@ async fn resolve_target(args: &LoadArgs) -> Result<Resolved, String> {
         }
         (None, Some(cs)) => (cs.endpoint.clone(), cs, None),
         (None, None) => {
-            let running = embedded::start().await?;
+            let running = embedded::start(&args.prefix, args.api_version.as_deref()).await?;
             (
                 running.url.clone(),
                 running.connection.clone(),
@@ -303,7 +328,6 @@ fn goose_args(args: &LoadArgs, plan: &Plan, origin: &str, users: usize) -> Vec<S
         out.push("--quiet".into());
     }
     out.push("--no-telnet".into());
-    out.push("--no-websocket".into());
     out
 }
 
@@ -421,56 +445,54 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
     if breached { EXIT_BREACHED } else { EXIT_OK }
 }
 
-/// Body generator for the load pools.
+/// Body generator for the load pools: the contract's own valid-request generators.
 fn generator(e: Endpoint, seed: u64, count: usize) -> Vec<RawBody> {
-    builtin::bodies(e, seed, count)
+    crate::generate::sample(&crate::generate::valid(e), seed, count)
+        .into_iter()
+        .map(|g| RawBody {
+            endpoint: g.endpoint,
+            content_type: g.content_type,
+            body: g.body,
+            defect: g.defect.is_some(),
+        })
+        .collect()
 }
 
-/// Stand-in bodies until the proptest generators are wired in: valid, varied by seed.
-mod builtin {
-    use super::{Endpoint, RawBody};
-
-    pub fn bodies(e: Endpoint, seed: u64, count: usize) -> Vec<RawBody> {
-        (0..count as u64)
-            .map(|i| {
-                let n = seed.wrapping_add(i).wrapping_mul(6364136223846793005) >> 24;
-                let phone = format!("+1425{:07}", n % 10_000_000);
-                let body = match e {
-                    Endpoint::CreateCall => Some(format!(
-                        r#"{{"source":{{"communicationUser":{{"id":"8:acs:load_{n}"}}}},"targets":[{{"phoneNumber":{{"value":"{phone}"}}}}],"callbackUri":"https://example.com/cb/{n}","requestedModalities":["audio"],"requestedCallEvents":["participantsUpdated"],"subject":"Load {n}"}}"#
-                    )),
-                    Endpoint::PlayAudio => Some(format!(
-                        r#"{{"audioFileUri":"https://example.com/audio/{n}.wav","loop":false,"operationContext":"op-{n}"}}"#
-                    )),
-                    Endpoint::CancelMediaProcessing => Some(format!(r#"{{"operationContext":"cancel-{n}"}}"#)),
-                    Endpoint::InviteParticipants => Some(format!(
-                        r#"{{"participants":[{{"phoneNumber":{{"value":"{phone}"}}}}],"operationContext":"invite-{n}"}}"#
-                    )),
-                    Endpoint::Hangup | Endpoint::RemoveParticipant => None,
-                };
-                RawBody {
-                    endpoint: e,
-                    content_type: body.as_ref().map(|_| "application/json".to_string()),
-                    body: body.map(String::into_bytes),
-                    defect: false,
-                }
-            })
-            .collect()
-    }
-}
-
-/// The embedded double the run targets when no host is given.
+/// The embedded double the run targets when no host is given: the hyper server of
+/// `acs-harness serve`, which retains nothing per request.
 mod embedded {
     use crate::auth::ConnectionString;
+    use crate::double::DoubleConfig;
+    use crate::double::serve::{RunningServer, Server};
 
     /// A running double: its URL and connection string; dropping it stops it.
     pub struct Running {
         pub url: url::Url,
         pub connection: ConnectionString,
+        _server: RunningServer,
     }
 
-    pub async fn start() -> Result<Running, String> {
-        Err("the embedded double is not available in this build; give --host and --connection-string".into())
+    pub async fn start(prefix: &str, api_version: Option<&str>) -> Result<Running, String> {
+        let mut config = DoubleConfig::default().record_requests(false);
+        let prefix = prefix.trim_matches('/');
+        if !prefix.is_empty() {
+            config = config.prefix(format!("/{prefix}"));
+        }
+        if let Some(v) = api_version {
+            config = config.api_version(v);
+        }
+        let server = Server::bind(config)
+            .await
+            .map_err(|e| format!("cannot start the embedded double: {e}"))?;
+        let server = server.spawn();
+        let url = url::Url::parse(server.uri())
+            .map_err(|e| format!("the embedded double's address: {e}"))?;
+        println!("load: no --host given; started the embedded double at {url}");
+        Ok(Running {
+            url,
+            connection: server.connection_string(),
+            _server: server,
+        })
     }
 }
 
@@ -509,7 +531,7 @@ mod tests {
         assert_eq!(c.report_file, ["r.html", "r.json"]);
         assert_eq!(c.baseline_file.as_deref(), Some("base.json"));
         assert!(c.co_mitigation.is_some());
-        assert!(c.no_reset_metrics && c.no_telnet && c.no_websocket && c.no_threshold_abort);
+        assert!(c.no_reset_metrics && c.no_telnet && c.no_threshold_abort);
         assert!(
             c.threshold
                 .contains(&"p95<300ms for POST /calls".to_string())

@@ -1,0 +1,355 @@
+//! The double: a stateful fake of the Call Automation service that enforces CONTRACT.md.
+//!
+//! All behaviour lives in the transport-free [`Handler`]. [`Double`] mounts it on a
+//! wiremock `MockServer` for in-process tests (where requests are few: wiremock keeps a
+//! clone of every request a mock matched); [`serve`] puts the same handler behind a
+//! plain hyper server that retains nothing per request, for `acs-harness serve` and
+//! long load runs.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), acs_harness::double::DoubleError> {
+//! use acs_harness::double::{Double, DoubleConfig};
+//! let double = Double::start(DoubleConfig::default().prefix("/calling")).await?;
+//! let target = double.uri(); // http://127.0.0.1:PORT
+//! let signer = double.connection_string().signer();
+//! # let _ = (target, signer); Ok(()) }
+//! ```
+
+mod handler;
+pub mod serve;
+
+pub use handler::{ClassCounts, Counters, DoubleRequest, DoubleResponse, Handler};
+
+use crate::auth::{AccessKey, ConnectionString};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// The fixed development access key, base64 of `acs-harness development key, not a secret`.
+/// It is public on purpose: the double is a local fake, and a fixed key lets app
+/// developers keep one connection string across runs.
+pub const DEV_ACCESS_KEY: &str = "YWNzLWhhcm5lc3MgZGV2ZWxvcG1lbnQga2V5LCBub3QgYSBzZWNyZXQ=";
+
+/// Default bound on live calls; creating beyond it evicts the oldest call.
+pub const DEFAULT_MAX_CALLS: usize = 100_000;
+
+/// Default bound on participants per call; inviting beyond it evicts the oldest.
+pub const DEFAULT_MAX_PARTICIPANTS: usize = 1_000;
+
+/// A test hook that may rewrite any response after the double produced it; the gate's
+/// and snapshot tests use it to build "broken doubles" (drop `resultInfo`, answer 200
+/// instead of 202, ...). Never set in production use of the double.
+pub type Tamper = Arc<dyn Fn(&DoubleRequest, &mut DoubleResponse) + Send + Sync>;
+
+/// The development key, decoded.
+pub fn dev_key() -> AccessKey {
+    // The constant is valid base64 of a non-empty string (checked by a unit test).
+    AccessKey::from_base64(DEV_ACCESS_KEY)
+        .unwrap_or_else(|_| unreachable!("DEV_ACCESS_KEY is valid base64"))
+}
+
+/// Why the double could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DoubleError {
+    /// An option is out of range.
+    #[error("invalid double configuration: {0}")]
+    Config(String),
+    /// The listening socket could not be set up.
+    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    Bind {
+        /// The port asked for (0: any).
+        port: u16,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("the double's server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How the double behaves: port, key, prefix, api-version, faults, latency, bounds.
+#[derive(Clone)]
+pub struct DoubleConfig {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// The key requests must be signed with.
+    pub access_key: AccessKey,
+    /// Path prefix before `/calls` (e.g. `/calling`); empty for none.
+    pub prefix: String,
+    /// When set, requests without `api-version=<this>` in the query get 400.
+    pub api_version: Option<String>,
+    /// Share (0..=1) of otherwise-successful requests answered 500 instead.
+    pub fail_rate: f64,
+    /// Latency added to every answer.
+    pub latency: Duration,
+    /// Up to this much extra latency, uniformly drawn per answer.
+    pub latency_jitter: Duration,
+    /// Seed of the fault and jitter draws, for reproducible runs.
+    pub seed: u64,
+    /// Live calls held at most; the oldest is evicted beyond it.
+    pub max_calls: usize,
+    /// Participants per call held at most; the oldest is evicted beyond it.
+    pub max_participants: usize,
+    /// Keep wiremock's request recording on ([`Double::received_requests`]); off by
+    /// default because it grows without bound. Ignored by [`serve`].
+    pub record_requests: bool,
+    /// A fixed clock for signature dates (`None`: the system clock).
+    pub clock: Option<SystemTime>,
+    /// Test hook applied to every response; see [`Tamper`].
+    pub tamper: Option<Tamper>,
+}
+
+impl Default for DoubleConfig {
+    fn default() -> Self {
+        DoubleConfig {
+            port: 0,
+            access_key: dev_key(),
+            prefix: String::new(),
+            api_version: None,
+            fail_rate: 0.0,
+            latency: Duration::ZERO,
+            latency_jitter: Duration::ZERO,
+            seed: 0,
+            max_calls: DEFAULT_MAX_CALLS,
+            max_participants: DEFAULT_MAX_PARTICIPANTS,
+            record_requests: false,
+            clock: None,
+            tamper: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for DoubleConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DoubleConfig")
+            .field("port", &self.port)
+            .field("access_key", &self.access_key)
+            .field("prefix", &self.prefix)
+            .field("api_version", &self.api_version)
+            .field("fail_rate", &self.fail_rate)
+            .field("latency", &self.latency)
+            .field("latency_jitter", &self.latency_jitter)
+            .field("seed", &self.seed)
+            .field("max_calls", &self.max_calls)
+            .field("max_participants", &self.max_participants)
+            .field("record_requests", &self.record_requests)
+            .field("clock", &self.clock)
+            .field("tamper", &self.tamper.as_ref().map(|_| "<hook>"))
+            .finish()
+    }
+}
+
+impl DoubleConfig {
+    /// Sets the port (0: any free port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+    /// Sets the access key.
+    pub fn access_key(mut self, key: AccessKey) -> Self {
+        self.access_key = key;
+        self
+    }
+    /// Sets the path prefix (e.g. `/calling`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+    /// Requires `api-version=<version>` on every request.
+    pub fn api_version(mut self, version: impl Into<String>) -> Self {
+        self.api_version = Some(version.into());
+        self
+    }
+    /// Sets the share of otherwise-good requests answered 500.
+    pub fn fail_rate(mut self, rate: f64) -> Self {
+        self.fail_rate = rate;
+        self
+    }
+    /// Sets the added latency.
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+    /// Sets the latency jitter.
+    pub fn latency_jitter(mut self, jitter: Duration) -> Self {
+        self.latency_jitter = jitter;
+        self
+    }
+    /// Sets the seed of fault and jitter draws.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Sets the bound on live calls.
+    pub fn max_calls(mut self, n: usize) -> Self {
+        self.max_calls = n;
+        self
+    }
+    /// Sets the bound on participants per call.
+    pub fn max_participants(mut self, n: usize) -> Self {
+        self.max_participants = n;
+        self
+    }
+    /// Turns wiremock's request recording on (tests that inspect requests only).
+    pub fn record_requests(mut self, on: bool) -> Self {
+        self.record_requests = on;
+        self
+    }
+    /// Fixes the clock signatures are checked against.
+    pub fn clock(mut self, t: SystemTime) -> Self {
+        self.clock = Some(t);
+        self
+    }
+    /// Installs a tamper hook (tests only; see [`Tamper`]).
+    pub fn tamper(
+        mut self,
+        f: impl Fn(&DoubleRequest, &mut DoubleResponse) + Send + Sync + 'static,
+    ) -> Self {
+        self.tamper = Some(Arc::new(f));
+        self
+    }
+}
+
+/// Binds 127.0.0.1:`port` (0: any free port), for either transport.
+pub(crate) fn bind_loopback(port: u16) -> Result<TcpListener, DoubleError> {
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .map_err(|source| DoubleError::Bind { port, source })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| DoubleError::Bind { port, source })?;
+    Ok(listener)
+}
+
+/// The connection string that signs for a double at `addr` with `key`.
+pub(crate) fn connection_string_for(addr: SocketAddr, key: &AccessKey) -> ConnectionString {
+    let endpoint = url::Url::parse(&format!("http://{addr}/"))
+        .unwrap_or_else(|_| unreachable!("a socket address makes a valid URL"));
+    ConnectionString::new(endpoint, key.clone())
+}
+
+/// The double on a wiremock `MockServer`, for in-process tests and snapshots.
+/// Stops when dropped.
+pub struct Double {
+    server: wiremock::MockServer,
+    handler: Arc<Handler>,
+    key: AccessKey,
+}
+
+impl std::fmt::Debug for Double {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Double")
+            .field("uri", &self.server.uri())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Adapts the handler to wiremock's `Respond`.
+struct Responder(Arc<Handler>);
+
+impl wiremock::Respond for Responder {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let url = &request.url;
+        let path_and_query = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let req = DoubleRequest {
+            method: request.method.as_str().to_string(),
+            path_and_query,
+            headers: request.headers.clone(),
+            body: bytes::Bytes::copy_from_slice(&request.body),
+        };
+        to_template(self.0.handle(&req))
+    }
+}
+
+fn to_template(resp: DoubleResponse) -> wiremock::ResponseTemplate {
+    use hyper::header::{HeaderName, HeaderValue};
+    // Only a tamper hook can produce an invalid status; answer 500 rather than panic.
+    let status = hyper::StatusCode::from_u16(resp.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut t = wiremock::ResponseTemplate::new(status);
+    let mut mime = String::new();
+    for (name, value) in &resp.headers {
+        if name.eq_ignore_ascii_case("content-type") {
+            mime = value.clone();
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            t = t.append_header(n, v);
+        }
+    }
+    if !resp.body.is_empty() || !mime.is_empty() {
+        t = t.set_body_raw(resp.body.to_vec(), &mime);
+    }
+    if !resp.delay.is_zero() {
+        t = t.set_delay(resp.delay);
+    }
+    t
+}
+
+impl Double {
+    /// Starts the double on 127.0.0.1 (`config.port`, 0 for any free port).
+    pub async fn start(config: DoubleConfig) -> Result<Double, DoubleError> {
+        let handler = Arc::new(Handler::new(&config)?);
+        let listener = bind_loopback(config.port)?;
+        let mut builder = wiremock::MockServer::builder().listener(listener);
+        if !config.record_requests {
+            builder = builder.disable_request_recording();
+        }
+        let server = builder.start().await;
+        wiremock::Mock::given(wiremock::matchers::any())
+            .respond_with(Responder(handler.clone()))
+            .named("acs-harness double")
+            .mount(&server)
+            .await;
+        Ok(Double {
+            server,
+            handler,
+            key: config.access_key,
+        })
+    }
+
+    /// The base URL, `http://127.0.0.1:PORT` (without the prefix).
+    pub fn uri(&self) -> String {
+        self.server.uri()
+    }
+
+    /// The bound address.
+    pub fn address(&self) -> SocketAddr {
+        *self.server.address()
+    }
+
+    /// The connection string that signs for this double.
+    pub fn connection_string(&self) -> ConnectionString {
+        connection_string_for(self.address(), &self.key)
+    }
+
+    /// The handler, for counters and state inspection.
+    pub fn handler(&self) -> &Handler {
+        &self.handler
+    }
+
+    /// The requests received, when `record_requests` was on.
+    pub async fn received_requests(&self) -> Option<Vec<wiremock::Request>> {
+        self.server.received_requests().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_key_is_documented_text() {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(DEV_ACCESS_KEY)
+            .unwrap();
+        assert_eq!(raw, b"acs-harness development key, not a secret");
+        assert_eq!(dev_key().to_base64(), DEV_ACCESS_KEY);
+    }
+}

@@ -29,6 +29,9 @@ pub enum Command {
     Serve(crate::double::serve::ServeArgs),
     /// Gate a target (or the embedded double) against the contract; exit 0 pass, 1 fail, 2 could not run.
     Contract(crate::gate::ContractArgs),
+    /// Run a load scenario (goose) against a target, or the embedded double, and judge
+    /// its thresholds: exit 0 all held, 1 one breached, 2 the run could not start.
+    Load(Box<crate::load::LoadArgs>),
 }
 
 /// Arguments of `acs-harness spec`.
@@ -87,6 +90,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Spec(args) => run_spec(&args),
         Command::Generate(args) => run_generate(&args),
         Command::Contract(args) => crate::gate::run(args),
+        Command::Load(args) => ExitCode::from(crate::load::run(*args)),
         Command::Serve(args) => match crate::double::serve::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -8,4 +8,5 @@ pub mod contract;
 pub mod double;
 pub mod gate;
 pub mod generate;
+pub mod load;
 pub mod shape;

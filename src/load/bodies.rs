@@ -1,0 +1,341 @@
+//! Request bodies for the load run, prepared before any load starts: generated per user
+//! from the seed, or replayed in order from a `--bodies` file. Each body carries its
+//! precomputed content hash, so signing a request costs one HMAC and no hashing of the body.
+
+use crate::auth::content_hash;
+use crate::contract::{Endpoint, RequestBody};
+use bytes::Bytes;
+use reqwest::header::HeaderValue;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// How many bodies each user gets per endpoint; users cycle through their pool.
+pub const BODIES_PER_USER: usize = 16;
+
+/// A body as it comes from the generators or a `--bodies` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawBody {
+    /// The endpoint it is for.
+    pub endpoint: Endpoint,
+    /// `Content-Type` to send, if any.
+    pub content_type: Option<String>,
+    /// The exact bytes, if any.
+    pub body: Option<Vec<u8>>,
+    /// Whether the body breaks the contract on purpose (then an error status is expected).
+    pub defect: bool,
+}
+
+/// A body ready to send.
+#[derive(Debug, Clone)]
+pub struct PreparedBody {
+    /// The bytes (cheap to clone).
+    pub bytes: Bytes,
+    /// `Content-Type`, when the body has one.
+    pub content_type: Option<HeaderValue>,
+    /// `x-ms-content-sha256` of `bytes`.
+    pub hash: HeaderValue,
+    /// The request's `operationContext`, which a media operation response must echo.
+    pub context: Option<String>,
+    /// For invite participants: the participant ids the invitation creates.
+    pub participants: Vec<String>,
+    /// The body breaks the contract on purpose: a documented error answer is success.
+    pub expect_error: bool,
+}
+
+impl PreparedBody {
+    /// Prepares a raw body: hashes it once and extracts what the responses are checked against.
+    pub fn prepare(raw: RawBody) -> PreparedBody {
+        let bytes = Bytes::from(raw.body.unwrap_or_default());
+        let value: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+        let context = value
+            .as_ref()
+            .and_then(|v| v.get("operationContext"))
+            .and_then(|c| c.as_str())
+            .map(str::to_string);
+        let participants = match (raw.endpoint, &value) {
+            (Endpoint::InviteParticipants, Some(v)) => v
+                .get("participants")
+                .and_then(|p| p.as_array())
+                .map(|list| list.iter().filter_map(participant_id).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        PreparedBody {
+            hash: header(&content_hash(&bytes)),
+            content_type: raw.content_type.as_deref().map(header),
+            bytes,
+            context,
+            participants,
+            expect_error: raw.defect,
+        }
+    }
+
+    /// The body of a request that carries none.
+    pub fn empty() -> PreparedBody {
+        PreparedBody {
+            bytes: Bytes::new(),
+            content_type: None,
+            hash: header(&content_hash(b"")),
+            context: None,
+            participants: Vec::new(),
+            expect_error: false,
+        }
+    }
+}
+
+fn header(s: &str) -> HeaderValue {
+    // Content hashes are base64; content types come from our generators or a file and
+    // are checked by `HeaderValue::from_str`. A value that is not a valid header is sent
+    // as an empty header instead of failing the run.
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The participant id an invitation creates, as CONTRACT.md defines it.
+fn participant_id(identifier: &serde_json::Value) -> Option<String> {
+    let s = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_string);
+    s(identifier.get("rawId"))
+        .or_else(|| {
+            s(identifier
+                .get("communicationUser")
+                .and_then(|c| c.get("id")))
+        })
+        .or_else(|| s(identifier.get("phoneNumber").and_then(|c| c.get("value"))))
+        .or_else(|| {
+            s(identifier
+                .get("microsoftTeamsUser")
+                .and_then(|c| c.get("userId")))
+        })
+}
+
+/// The position of an endpoint in [`Endpoint::ALL`], for per-endpoint arrays.
+pub fn index(e: Endpoint) -> usize {
+    Endpoint::ALL.iter().position(|x| *x == e).unwrap_or(0)
+}
+
+/// What the next request of a user sends.
+#[derive(Debug)]
+pub enum Next<'a> {
+    /// This body. `last` is true when it is the last one a `--bodies` file holds.
+    Body {
+        /// The body.
+        body: &'a PreparedBody,
+        /// Whether every replayed body has now been handed out.
+        last: bool,
+    },
+    /// The file's bodies for this endpoint are used up: skip the step.
+    Exhausted,
+}
+
+/// Where bodies come from.
+#[derive(Debug)]
+pub enum Bodies {
+    /// Pools per user (outer) and endpoint (inner), generated from the seed.
+    Generated {
+        /// `pools[user][endpoint index]`; an empty pool means the request has no body.
+        pools: Vec<[Arc<[PreparedBody]>; 6]>,
+        /// The body sent where a pool is empty.
+        empty: PreparedBody,
+    },
+    /// A `--bodies` file, replayed once, in order, across all users.
+    Replay(Replay),
+}
+
+/// The bodies of a `--bodies` file, per endpoint, with shared cursors.
+#[derive(Debug)]
+pub struct Replay {
+    queues: [Vec<PreparedBody>; 6],
+    cursors: [AtomicUsize; 6],
+    remaining: AtomicUsize,
+    empty: PreparedBody,
+    /// Where they came from.
+    pub file: String,
+}
+
+impl Replay {
+    /// How many bodies the file holds.
+    pub fn len(&self) -> usize {
+        self.queues.iter().map(Vec::len).sum()
+    }
+
+    /// Whether the file holds no body.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many bodies the file holds for `e`.
+    pub fn count(&self, e: Endpoint) -> usize {
+        self.queues[index(e)].len()
+    }
+}
+
+impl Bodies {
+    /// Generates `BODIES_PER_USER` bodies per endpoint in `endpoints` for each of `users`
+    /// users, deterministically from `seed`.
+    pub fn generate(
+        seed: u64,
+        users: usize,
+        endpoints: &[Endpoint],
+        generator: &dyn Fn(Endpoint, u64, usize) -> Vec<RawBody>,
+    ) -> Bodies {
+        let pools = (0..users.max(1))
+            .map(|user| {
+                std::array::from_fn(|i| {
+                    let e = Endpoint::ALL[i];
+                    if !endpoints.contains(&e) || e.request_body() == RequestBody::Ignored {
+                        return Arc::from(Vec::new());
+                    }
+                    let pool: Vec<PreparedBody> =
+                        generator(e, user_seed(seed, user, e), BODIES_PER_USER)
+                            .into_iter()
+                            .map(PreparedBody::prepare)
+                            .collect();
+                    Arc::from(pool)
+                })
+            })
+            .collect();
+        Bodies::Generated {
+            pools,
+            empty: PreparedBody::empty(),
+        }
+    }
+
+    /// Reads a `--bodies` file: JSON lines as `acs-harness generate` prints them.
+    pub fn read_file(path: &Path) -> Result<Bodies, String> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{file}: cannot read the bodies file: {e}"))?;
+        let mut queues: [Vec<PreparedBody>; 6] = Default::default();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let raw = parse_line(line).map_err(|e| format!("{file}:{}: {e}", i + 1))?;
+            queues[index(raw.endpoint)].push(PreparedBody::prepare(raw));
+        }
+        let total = queues.iter().map(Vec::len).sum();
+        if total == 0 {
+            return Err(format!("{file}: the bodies file holds no request"));
+        }
+        Ok(Bodies::Replay(Replay {
+            queues,
+            cursors: Default::default(),
+            remaining: AtomicUsize::new(total),
+            empty: PreparedBody::empty(),
+            file,
+        }))
+    }
+
+    /// The next body for `user`'s request to `e`; `cursor` is the user's own position.
+    pub fn next(&self, user: usize, e: Endpoint, cursor: &mut usize) -> Next<'_> {
+        match self {
+            Bodies::Generated { pools, empty } => {
+                let pool = &pools[user % pools.len().max(1)][index(e)];
+                if pool.is_empty() {
+                    return Next::Body {
+                        body: empty,
+                        last: false,
+                    };
+                }
+                let body = &pool[*cursor % pool.len()];
+                *cursor = cursor.wrapping_add(1);
+                Next::Body { body, last: false }
+            }
+            Bodies::Replay(r) => {
+                let queue = &r.queues[index(e)];
+                if queue.is_empty() {
+                    // The file has no body for this endpoint: only endpoints that take
+                    // none get here (checked before the run), so send none.
+                    return Next::Body {
+                        body: &r.empty,
+                        last: false,
+                    };
+                }
+                let i = r.cursors[index(e)].fetch_add(1, Ordering::Relaxed);
+                match queue.get(i) {
+                    Some(body) => {
+                        let last = r.remaining.fetch_sub(1, Ordering::AcqRel) == 1;
+                        Next::Body { body, last }
+                    }
+                    None => Next::Exhausted,
+                }
+            }
+        }
+    }
+}
+
+/// A seed per user and endpoint, so users send different bodies and the same seed
+/// always gives the same ones.
+pub fn user_seed(seed: u64, user: usize, e: Endpoint) -> u64 {
+    let mut z = seed
+        ^ (user as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (index(e) as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    // splitmix64 finaliser
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Parses one line of `acs-harness generate` output.
+pub fn parse_line(line: &str) -> Result<RawBody, String> {
+    let g = crate::generate::GeneratedRequest::from_json_line(line).map_err(|e| e.to_string())?;
+    Ok(RawBody {
+        endpoint: g.endpoint,
+        content_type: g.content_type,
+        body: g.body,
+        defect: g.defect.is_some(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_extracts_context_and_participants() {
+        let b = PreparedBody::prepare(RawBody {
+            endpoint: Endpoint::InviteParticipants,
+            content_type: Some("application/json".into()),
+            body: Some(br#"{"participants":[{"phoneNumber":{"value":"+14251001000"}},{"communicationUser":{"id":"8:acs:x"},"rawId":"r1"}],"operationContext":"ctx"}"#.to_vec()),
+            defect: false,
+        });
+        assert_eq!(b.participants, ["+14251001000", "r1"]);
+        assert_eq!(b.context.as_deref(), Some("ctx"));
+        assert_eq!(b.hash.to_str().unwrap(), content_hash(&b.bytes));
+    }
+
+    #[test]
+    fn lines_parse_and_replay_in_order_once() {
+        let dir = std::env::temp_dir().join(format!("acs-bodies-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("b.jsonl");
+        std::fs::write(
+            &path,
+            concat!(
+                r#"{"endpoint":"create-call","method":"POST","path":"/calls","params":{},"contentType":"application/json","body":"{\"a\":1}"}"#, "\n",
+                "\n",
+                r#"{"endpoint":"create-call","method":"POST","path":"/calls","params":{},"contentType":"application/json","bodyBase64":"eyJhIjoyfQ=="}"#, "\n",
+            ),
+        )
+        .unwrap();
+        let bodies = Bodies::read_file(&path).unwrap();
+        let mut c = 0;
+        let mut seen = Vec::new();
+        while let Next::Body { body, last } = bodies.next(0, Endpoint::CreateCall, &mut c) {
+            seen.push((body.bytes.clone(), last));
+        }
+        assert_eq!(
+            seen,
+            [
+                (Bytes::from_static(b"{\"a\":1}"), false),
+                (Bytes::from_static(b"{\"a\":2}"), true)
+            ]
+        );
+        assert!(matches!(
+            bodies.next(0, Endpoint::Hangup, &mut c),
+            Next::Body { .. }
+        ));
+        assert!(parse_line(r#"{"endpoint":"nope"}"#).is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -14,31 +14,24 @@ const RESOURCES: &[&str] = &[
     "e2a1b3c4-d5e6-4f70-8192-a3b4c5d6e7f8",
 ];
 
-/// Country calling code and the range of national significant number lengths, chosen
-/// so `+`, code and number never exceed the 15 digits of E.164.
-const COUNTRIES: &[(&str, u32, u32)] = &[
-    ("1", 10, 10),
-    ("44", 9, 10),
-    ("49", 6, 11),
-    ("33", 9, 9),
-    ("34", 9, 9),
-    ("39", 9, 10),
-    ("41", 9, 9),
-    ("43", 4, 13),
-    ("7", 10, 10),
-    ("27", 9, 9),
-    ("52", 10, 10),
-    ("55", 10, 11),
-    ("61", 9, 9),
-    ("65", 8, 8),
-    ("81", 9, 10),
-    ("82", 8, 10),
-    ("86", 11, 11),
-    ("91", 10, 10),
-    ("353", 7, 9),
-    ("358", 5, 12),
-    ("852", 8, 8),
-    ("971", 8, 9),
+/// Phone numbers come only from ranges regulators reserve for fiction and drama, so a
+/// gate or load run pointed at a real resource never rings a real person: a fixed
+/// prefix (country code included) and how many free digits follow it. The `+999` rows
+/// (a spare ITU code that routes nowhere) cover E.164's shortest and longest numbers.
+const PHONE_RANGES: &[(&str, u32)] = &[
+    ("+142555501", 2), // US, NANP 555-0100..0199
+    ("+120655501", 2), // US
+    ("+121255501", 2), // US
+    ("+141655501", 2), // Canada
+    ("+447700900", 3), // UK mobile, Ofcom drama range
+    ("+442079460", 3), // UK London, Ofcom drama range
+    ("+6125550", 4),   // Australia, ACMA fiction range
+    ("+3319900", 4),   // France, ARCEP fiction range
+    ("+35320910", 4),  // Ireland, ComReg fiction range
+    ("+467017406", 2), // Sweden, PTS fiction range
+    ("+999", 1),       // shortest E.164 number: + and 4 digits
+    ("+999", 12),      // longest: + and 15 digits
+    ("+9991", 6),
 ];
 
 /// Callback hosts, with scheme: public apps, Azure Functions, dev tunnels, IPs.
@@ -161,8 +154,8 @@ pub(crate) fn guid(n: u128) -> String {
 
 /// Raw parts of a communication user id: resource and user GUID.
 type UserParts = (&'static str, u128);
-/// Raw parts of a phone number: country entry, length pick, national digits seed.
-type PhoneParts = ((&'static str, u32, u32), u32, u64);
+/// Raw parts of a phone number: range entry and the seed of its free digits.
+type PhoneParts = ((&'static str, u32), u64);
 /// Raw parts of a Teams user: user GUID, `isAnonymous`, `cloud`.
 type TeamsParts = (u128, Option<bool>, Option<&'static str>);
 
@@ -174,7 +167,7 @@ fn user_parts() -> impl Strategy<Value = UserParts> + Clone {
 }
 
 fn phone_parts() -> impl Strategy<Value = PhoneParts> + Clone {
-    (select(COUNTRIES), 0u32..13, any::<u64>())
+    (select(PHONE_RANGES), any::<u64>())
 }
 
 fn teams_parts() -> impl Strategy<Value = TeamsParts> + Clone {
@@ -186,16 +179,13 @@ fn user_id((resource, user): UserParts) -> String {
     format!("8:acs:{resource}_{}", guid(user))
 }
 
-/// An E.164 number with a real country code and a plausible length.
-fn e164_of(((cc, min, max), extra, n): PhoneParts) -> String {
-    let len = min + extra % (max - min + 1);
-    // No leading zero in the national number: real numbers are dialled that way.
-    let low = 10u64.pow(len - 1);
-    let national = low + n % (9 * low);
-    format!("+{cc}{national}")
+/// An E.164 number from a range reserved for fiction (see [`PHONE_RANGES`]).
+fn e164_of(((prefix, free), n): PhoneParts) -> String {
+    let digits = n % 10u64.pow(free);
+    format!("{prefix}{digits:0width$}", width = free as usize)
 }
 
-/// An E.164 number with a real country code and a plausible length.
+/// An E.164 number that looks real but is reserved for fiction.
 pub(crate) fn e164() -> impl Strategy<Value = String> + Clone {
     phone_parts().prop_map(e164_of)
 }
@@ -462,4 +452,26 @@ pub(crate) fn invite() -> impl Strategy<Value = Value> + Clone {
 /// The valid hang-up object body, `{}`.
 pub(crate) fn hangup() -> impl Strategy<Value = Value> + Clone {
     Just(Value::Object(Map::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::is_e164;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    #[test]
+    fn phone_numbers_are_e164_from_fiction_ranges_of_every_length_edge() {
+        let mut runner = TestRunner::deterministic();
+        let mut lengths = std::collections::BTreeSet::new();
+        for _ in 0..2_000 {
+            let n = e164().new_tree(&mut runner).unwrap().current();
+            assert!(is_e164(&n), "{n}");
+            assert!(PHONE_RANGES.iter().any(|(p, _)| n.starts_with(p)), "{n}");
+            lengths.insert(n.len() - 1);
+        }
+        assert!(lengths.contains(&4) && lengths.contains(&15), "{lengths:?}");
+        assert!(lengths.len() >= 5, "{lengths:?}");
+    }
 }

@@ -23,6 +23,12 @@ pub enum AuthMode {
     BodyChangedAfterSigning,
     /// Signed correctly, with `x-ms-date` shifted by this many seconds.
     DateOffset(i64),
+    /// Signed correctly, then the `x-ms-date` header left out.
+    MissingDate,
+    /// Signed correctly, then the `x-ms-content-sha256` header left out.
+    MissingContentHash,
+    /// Signed for another host than the one the request goes to.
+    OtherHost,
 }
 
 /// Why a request got no HTTP answer.
@@ -187,12 +193,20 @@ impl Client {
         };
         let date = format_date(date_time);
         let hash = content_hash(body);
+        let signed_host = match auth {
+            AuthMode::OtherHost => "attacker.example",
+            _ => self.host.as_str(),
+        };
         let authorization =
             self.signer
-                .authorization(method, &signed_path, &self.host, &date, &hash);
+                .authorization(method, &signed_path, signed_host, &date, &hash);
         let mut sent_body = body.to_vec();
         let authorization = match auth {
-            AuthMode::Signed | AuthMode::DateOffset(_) => Some(authorization),
+            AuthMode::Signed
+            | AuthMode::DateOffset(_)
+            | AuthMode::MissingDate
+            | AuthMode::MissingContentHash
+            | AuthMode::OtherHost => Some(authorization),
             AuthMode::Missing => None,
             AuthMode::OtherScheme => Some("Bearer eyJhbGciOiJub25lIn0.e30.".to_string()),
             AuthMode::BadSignature => Some(format!(
@@ -208,11 +222,13 @@ impl Client {
                 Some(authorization)
             }
         };
-        let mut req = self
-            .http
-            .request(method_v, parsed)
-            .header("x-ms-date", date)
-            .header("x-ms-content-sha256", hash);
+        let mut req = self.http.request(method_v, parsed);
+        if auth != AuthMode::MissingDate {
+            req = req.header("x-ms-date", date);
+        }
+        if auth != AuthMode::MissingContentHash {
+            req = req.header("x-ms-content-sha256", hash);
+        }
         if let Some(a) = authorization {
             req = req.header("Authorization", a);
         }

@@ -822,3 +822,64 @@ async fn allow_header_listing_the_refused_method() {
         ],
     );
 }
+
+/// A service that lets a request through on a 401 the broken rule would not have given.
+fn accept_instead(req: &DoubleRequest, resp: &mut DoubleResponse) {
+    *resp = match endpoint_of(req) {
+        Some(Endpoint::CreateCall) => DoubleResponse::json(200, &json!({"callLegId": "lax"})),
+        Some(Endpoint::PlayAudio | Endpoint::CancelMediaProcessing) => {
+            DoubleResponse::json(202, &json!({"id": "op", "status": "running"}))
+        }
+        _ => DoubleResponse::empty(202),
+    };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_date_accepted() {
+    let r = gate_with(|req, resp| {
+        if resp.status == 401
+            && req.header_str("x-ms-date").is_none()
+            && req
+                .header_str("authorization")
+                .is_some_and(|a| a.starts_with("HMAC-SHA256 "))
+        {
+            accept_instead(req, resp);
+        }
+    })
+    .await;
+    let caught: Vec<(Endpoint, Check)> = Endpoint::ALL.map(|e| (e, Check::AuthRequired)).to_vec();
+    assert_caught(&r, &caught, &[Check::PositiveAcceptance, Check::Lifecycle]);
+    let cell = r.cell(Endpoint::PlayAudio, Check::AuthRequired).unwrap();
+    assert!(
+        cell.failures
+            .iter()
+            .any(|f| f.case.contains("x-ms-date missing"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signature_not_bound_to_the_host() {
+    // Verifies as if the request had been sent to the host it was signed for.
+    let handler = Arc::new(Handler::new(&DoubleConfig::default()).unwrap());
+    let r = gate_with(move |req, resp| {
+        if resp.status != 401 {
+            return;
+        }
+        let mut moved = req.clone();
+        moved
+            .headers
+            .insert("host", "attacker.example".parse().unwrap());
+        if handler.handle(&moved).status != 401 {
+            accept_instead(req, resp);
+        }
+    })
+    .await;
+    let caught: Vec<(Endpoint, Check)> = Endpoint::ALL.map(|e| (e, Check::AuthRequired)).to_vec();
+    assert_caught(&r, &caught, &[Check::PositiveAcceptance, Check::Lifecycle]);
+    let cell = r.cell(Endpoint::Hangup, Check::AuthRequired).unwrap();
+    assert!(
+        cell.failures
+            .iter()
+            .any(|f| f.case.contains("another host"))
+    );
+}

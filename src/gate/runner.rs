@@ -301,10 +301,15 @@ impl Ctx {
             AuthMode::DateOffset(secs) => format!("<now + {secs}s>"),
             _ => "<now>".to_string(),
         };
-        s.push_str(&format!(
-            " -H 'x-ms-date: {date}' -H 'x-ms-content-sha256: {}'",
-            content_hash(body)
-        ));
+        if req.auth != AuthMode::MissingDate {
+            s.push_str(&format!(" -H 'x-ms-date: {date}'"));
+        }
+        if req.auth != AuthMode::MissingContentHash {
+            s.push_str(&format!(
+                " -H 'x-ms-content-sha256: {}'",
+                content_hash(body)
+            ));
+        }
         match req.auth {
             AuthMode::Signed | AuthMode::DateOffset(_) => {
                 s.push_str(" -H 'Authorization: <signed>'")
@@ -316,6 +321,12 @@ impl Ctx {
             }
             AuthMode::BodyChangedAfterSigning => {
                 s.push_str(" -H 'Authorization: <signed; last body byte changed after signing>'")
+            }
+            AuthMode::MissingDate | AuthMode::MissingContentHash => {
+                s.push_str(" -H 'Authorization: <signed>'")
+            }
+            AuthMode::OtherHost => {
+                s.push_str(" -H 'Authorization: <signed for host attacker.example>'")
             }
         }
         if !body.is_empty() {
@@ -872,7 +883,7 @@ async fn invalid_case(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint, i: usize,
 /// request would change state.
 async fn auth_cases(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint) {
     const WINDOW: i64 = 15 * 60;
-    let modes: [(&str, AuthMode, bool); 7] = [
+    let modes: [(&str, AuthMode, bool); 10] = [
         ("missing Authorization", AuthMode::Missing, false),
         ("another scheme (Bearer)", AuthMode::OtherScheme, false),
         ("wrong signature", AuthMode::BadSignature, false),
@@ -891,6 +902,13 @@ async fn auth_cases(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint) {
             AuthMode::DateOffset(WINDOW + 5 * 60),
             false,
         ),
+        ("x-ms-date missing", AuthMode::MissingDate, false),
+        (
+            "x-ms-content-sha256 missing",
+            AuthMode::MissingContentHash,
+            false,
+        ),
+        ("signed for another host", AuthMode::OtherHost, false),
         (
             "x-ms-date 10 minutes old is accepted",
             AuthMode::DateOffset(-10 * 60),

@@ -438,7 +438,9 @@ async fn run_valid(
     };
     let (call, own_call) = match e {
         Endpoint::CreateCall => (String::new(), false),
-        Endpoint::Hangup => match ctx.create_call().await {
+        // Generated participant ids repeat (fiction ranges are small), so each remove
+        // gets a call of its own: a concurrent case cannot remove its participant first.
+        Endpoint::Hangup | Endpoint::RemoveParticipant => match ctx.create_call().await {
             Ok(c) => (c, true),
             Err(why) => return Err(fail(ctx, why)),
         },

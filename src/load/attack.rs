@@ -369,10 +369,15 @@ fn update(
         }
         Endpoint::InviteParticipants => {
             for p in &body.participants {
+                let id = encode_segment(p);
+                // Invited twice is still one participant: removing it twice would 404.
+                if state.participants.contains(&id) {
+                    continue;
+                }
                 if state.participants.len() >= MAX_PENDING_PARTICIPANTS {
                     state.participants.pop_front();
                 }
-                state.participants.push_back(encode_segment(p));
+                state.participants.push_back(id);
             }
         }
         Endpoint::PlayAudio | Endpoint::CancelMediaProcessing | Endpoint::RemoveParticipant => {}

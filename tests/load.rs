@@ -288,11 +288,15 @@ async fn tls_failure_and_a_rejected_key_are_exit_2_before_any_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_the_run_writes_every_report_and_exits_2() {
-    // The double says when the first load request (not the reachability probe) came,
-    // so the interrupt lands while goose runs its users, with its handler installed.
+    // The double says when the single user sends its second hang-up: goose runs its
+    // users (its Ctrl-C handler is installed) and has the first hang-up's answer, so
+    // every threshold of the scenario has samples and holds.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let hangups = std::sync::atomic::AtomicU64::new(0);
     let server = Server::bind(DoubleConfig::default().tamper(move |req, _resp| {
-        if req.method == "POST" && req.path_and_query == "/calls" {
+        if req.path_and_query.ends_with("/Hangup")
+            && hangups.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1
+        {
             let _ = tx.try_send(());
         }
     }))
@@ -310,7 +314,7 @@ async fn ctrl_c_stops_the_run_writes_every_report_and_exits_2() {
         "--scenario",
         "call-creation",
         "--users",
-        "2",
+        "1",
         "--run-time",
         "60s",
         "--seed",

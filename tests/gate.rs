@@ -883,3 +883,78 @@ async fn signature_not_bound_to_the_host() {
             .any(|f| f.case.contains("another host"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_as_problem_json() {
+    // RFC 9457's media type is JSON too, but the contract says application/json.
+    let r = gate_with(|_req, resp| {
+        if resp.status >= 400 {
+            for (name, value) in &mut resp.headers {
+                if name.eq_ignore_ascii_case("content-type") {
+                    *value = "application/problem+json".into();
+                }
+            }
+        }
+    })
+    .await;
+    let caught: Vec<(Endpoint, Check)> = Endpoint::ALL.map(|e| (e, Check::ErrorShape)).to_vec();
+    assert_caught(
+        &r,
+        &caught,
+        &[Check::PositiveAcceptance, Check::NotAServerError],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_leg_id_not_a_string() {
+    let r = gate_with(|req, resp| {
+        if endpoint_of(req) == Some(Endpoint::CreateCall) && resp.status == 200 {
+            set_json(resp, 200, json!({"callLegId": 4711}));
+        }
+    })
+    .await;
+    use Check::*;
+    assert_caught(
+        &r,
+        &[
+            (Endpoint::CreateCall, PositiveAcceptance),
+            (Endpoint::CreateCall, Lifecycle),
+        ],
+        &[NotAServerError, ErrorShape],
+    );
+    let f = &r
+        .cell(Endpoint::CreateCall, PositiveAcceptance)
+        .unwrap()
+        .failures[0];
+    assert!(f.violations.iter().any(|v| v.path == "callLegId"), "{f:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_bodies_answered_422() {
+    let r = gate_with(|_req, resp| {
+        if resp.status == 400 {
+            resp.status = 422;
+        }
+    })
+    .await;
+    use Check::*;
+    let caught: Vec<(Endpoint, Check)> = [
+        Endpoint::CreateCall,
+        Endpoint::PlayAudio,
+        Endpoint::InviteParticipants,
+    ]
+    .map(|e| (e, NegativeRejection))
+    .to_vec();
+    assert_caught(
+        &r,
+        &caught,
+        &[
+            PositiveAcceptance,
+            AuthRequired,
+            NotAServerError,
+            UnknownResource,
+            Lifecycle,
+            ErrorShape,
+        ],
+    );
+}

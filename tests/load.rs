@@ -238,3 +238,117 @@ async fn bodies_file_is_replayed_exactly() {
     assert_eq!(c.by_endpoint[&Endpoint::CreateCall].success, 7);
     let _ = std::fs::remove_file(path);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_failure_and_a_rejected_key_are_exit_2_before_any_load() {
+    let server = double().await;
+    let https = server.uri().replacen("http://", "https://", 1);
+    let wrong_key = server
+        .connection_string()
+        .expose()
+        .split("accesskey=")
+        .next()
+        .unwrap()
+        .to_string()
+        + "accesskey=d3Jvbmcga2V5";
+    for (host, cs, reason) in [
+        (
+            https.as_str(),
+            server.connection_string().expose(),
+            "cannot reach",
+        ),
+        (
+            server.uri(),
+            wrong_key,
+            "rejected a signed request with 401",
+        ),
+    ] {
+        let (host, cs) = (host.to_string(), cs.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_acs-harness"))
+                .args(["load", "--host", &host, "--run-time", "1s", "--quiet"])
+                .arg("--connection-string")
+                .arg(cs)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let t = text(&out);
+        assert!(t.contains(reason), "{t}");
+        assert!(
+            !t.contains("d3Jvbmcga2V5"),
+            "the key must not be printed: {t}"
+        );
+    }
+    let c = server.handler().counters();
+    assert_eq!(c.by_endpoint[&Endpoint::CreateCall].requests, 0, "no load");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_the_run_writes_every_report_and_exits_2() {
+    // The double says when the single user sends its second hang-up: goose runs its
+    // users (its Ctrl-C handler is installed) and has the first hang-up's answer, so
+    // every threshold of the scenario has samples and holds.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let hangups = std::sync::atomic::AtomicU64::new(0);
+    let server = Server::bind(DoubleConfig::default().tamper(move |req, _resp| {
+        if req.path_and_query.ends_with("/Hangup")
+            && hangups.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1
+        {
+            let _ = tx.try_send(());
+        }
+    }))
+    .await
+    .expect("bind the double")
+    .spawn();
+    let dir = std::env::temp_dir().join(format!("acs-load-ctrl-c-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = |ext: &str| dir.join(format!("report.{ext}"));
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_acs-harness"));
+    cmd.args([
+        "load",
+        "--host",
+        server.uri(),
+        "--scenario",
+        "call-creation",
+        "--users",
+        "1",
+        "--run-time",
+        "60s",
+        "--seed",
+        "7",
+        "--quiet",
+    ]);
+    for ext in ["html", "json", "md"] {
+        cmd.arg("--report-file").arg(report(ext));
+    }
+    cmd.arg("--connection-string")
+        .arg(server.connection_string().expose())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().unwrap();
+    rx.recv().await.expect("the load started");
+    let pid = child.id().unwrap().to_string();
+    let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(kill.success());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the run stops well before its 60 s")
+        .unwrap();
+    // Nothing breached, but a partial run passes nothing.
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("interrupted"), "{}", text(&out));
+    for ext in ["html", "json", "md"] {
+        let len = std::fs::metadata(report(ext)).map_or(0, |m| m.len());
+        assert!(len > 0, "report.{ext} not written: {}", text(&out));
+    }
+    let beside: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.thresholds.json")).unwrap())
+            .unwrap();
+    assert_eq!(beside["interrupted"], true, "{beside}");
+    assert!(!beside["thresholds"].as_array().unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -393,6 +393,21 @@ impl Ctx {
     }
 
     /// The call a case runs on: from the shared pool, or a new one.
+    /// The call case `i` of `endpoint` runs on: none for create call, a fresh one for
+    /// hang up (which ends it), a pooled one otherwise (cases that leave it live share).
+    async fn call_for(
+        &self,
+        endpoint: Endpoint,
+        pool: &[String],
+        i: usize,
+    ) -> Result<String, String> {
+        match endpoint {
+            Endpoint::CreateCall => Ok(String::new()),
+            Endpoint::Hangup => self.create_call().await,
+            _ => self.pool_call(pool, i).await,
+        }
+    }
+
     async fn pool_call(&self, pool: &[String], i: usize) -> Result<String, String> {
         match pool.get(i % pool.len().max(1)) {
             Some(c) => Ok(c.clone()),
@@ -763,12 +778,7 @@ async fn edge_cases(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint) {
     }
     for (i, (label, mut case)) in cases.into_iter().enumerate() {
         let expect = Expect::Success(case.operation_context());
-        let call = match endpoint {
-            Endpoint::CreateCall => Ok(String::new()),
-            Endpoint::Hangup => ctx.create_call().await,
-            _ => ctx.pool_call(&pool, i).await,
-        };
-        let call = match call {
+        let call = match ctx.call_for(endpoint, &pool, i).await {
             Ok(c) => c,
             Err(why) => {
                 ctx.setup_failed(check, endpoint, label, &expect, why);
@@ -981,12 +991,7 @@ async fn auth_case(
         Expect::Error(vec![401])
     };
     let mut case = canonical.clone();
-    let call = match endpoint {
-        Endpoint::CreateCall => Ok(String::new()),
-        Endpoint::Hangup => ctx.create_call().await,
-        _ => ctx.pool_call(&pool, i).await,
-    };
-    let call = match call {
+    let call = match ctx.call_for(endpoint, &pool, i).await {
         Ok(c) => c,
         Err(why) => {
             ctx.setup_failed(Check::AuthRequired, endpoint, label, &expect, why);

@@ -12,6 +12,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A user that has to skip a step (no call yet, bodies used up) pauses at least this
@@ -41,6 +42,9 @@ pub struct Context {
     pub target: Target,
     /// The bodies.
     pub bodies: Bodies,
+    /// Set when the last `--bodies` body went out and this harness stopped the run, so
+    /// that end is told apart from a Ctrl-C (both go through goose's killswitch).
+    pub all_bodies_sent: AtomicBool,
 }
 
 /// A user's state between its requests.
@@ -242,6 +246,7 @@ async fn send(ctx: &Context, user: &mut GooseUser, endpoint: Endpoint) -> Sent {
     };
     if last {
         // Every replayed body is out: end the run, which still writes the reports.
+        ctx.all_bodies_sent.store(true, Ordering::Relaxed);
         goose::trigger_killswitch("every body of the --bodies file was sent");
     }
     let name = endpoint.request_name();

@@ -11,7 +11,8 @@ pub mod bodies;
 pub mod scenario;
 pub mod threshold;
 
-use crate::auth::ConnectionString;
+use crate::auth::{ConnectionString, Signer};
+use crate::client::{AuthMode, Client, ClientError};
 use crate::contract::{Endpoint, RequestBody};
 use bodies::{Bodies, RawBody};
 use scenario::{ScenarioFile, ScenarioRef};
@@ -26,6 +27,9 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_BREACHED: u8 = 1;
 /// Exit status: the run could not start (bad options or files, unreachable host).
 pub const EXIT_NOT_STARTED: u8 = 2;
+/// Exit status: Ctrl-C stopped the run before it ended and no threshold was breached
+/// (the reports are written, but a partial run must not pass a release gate).
+pub const EXIT_INTERRUPTED: u8 = 2;
 
 /// Options of `acs-harness load`.
 #[derive(Clone, Default, clap::Args)]
@@ -126,7 +130,8 @@ struct Plan {
     seed: u64,
 }
 
-/// Runs `acs-harness load`; returns the exit status (0 held, 1 breached, 2 not started).
+/// Runs `acs-harness load`; returns the exit status (0 held, 1 breached, 2 not started
+/// or interrupted).
 pub fn run(args: LoadArgs) -> u8 {
     let plan = match prepare(&args) {
         Ok(p) => p,
@@ -261,16 +266,36 @@ fn host_port(url: &url::Url) -> String {
     }
 }
 
-/// Checks the target answers TCP connections, so an unreachable host is exit 2, not a
-/// run full of connection errors.
-async fn reachable(url: &url::Url) -> Result<(), String> {
-    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
-    let port = url.port_or_known_default().unwrap_or(80);
-    let connect = tokio::net::TcpStream::connect((host, port));
-    match tokio::time::timeout(Duration::from_secs(5), connect).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("cannot reach {}: {e}", host_port(url))),
-        Err(_) => Err(format!("cannot reach {}: no answer in 5s", host_port(url))),
+/// Asks the target one signed `GET /calls` (the contract answers 405, and no call is
+/// made), so a host that cannot be reached (refused, DNS, TLS, no answer) or that
+/// rejects the key is exit 2 with its reason, not a run full of failed requests.
+async fn probe(
+    url: &url::Url,
+    prefix: &str,
+    api_version: Option<&str>,
+    signer: Signer,
+) -> Result<(), String> {
+    let client = Client::new(
+        url.as_str(),
+        prefix,
+        api_version,
+        signer,
+        Duration::from_secs(5),
+    )
+    .map_err(|e| e.to_string())?;
+    match client
+        .send("GET", "/calls", None, None, AuthMode::Signed)
+        .await
+    {
+        Ok(reply) if reply.status == 401 => Err(format!(
+            "{} rejected a signed request with 401: check the connection string's access key (and this machine's clock)",
+            host_port(url)
+        )),
+        Ok(_) => Ok(()),
+        Err(ClientError::Connect { reason, .. }) => {
+            Err(format!("cannot reach {}: {reason}", host_port(url)))
+        }
+        Err(e) => Err(format!("cannot reach {}: {e}", host_port(url))),
     }
 }
 
@@ -348,7 +373,14 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
             return EXIT_NOT_STARTED;
         }
     };
-    if let Err(e) = reachable(&resolved.url).await {
+    if let Err(e) = probe(
+        &resolved.url,
+        &args.prefix,
+        args.api_version.as_deref(),
+        resolved.connection.signer(),
+    )
+    .await
+    {
         eprintln!("error: {e}");
         return EXIT_NOT_STARTED;
     }
@@ -406,6 +438,7 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
             signer: resolved.connection.signer(),
         },
         bodies,
+        all_bodies_sent: std::sync::atomic::AtomicBool::new(false),
     });
     let mut attack = match goose::GooseAttack::initialize_with_config(config) {
         Ok(a) => a,
@@ -435,14 +468,32 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
         println!("\nThresholds");
         print!("{}", threshold::table(&plan.rules, &metrics.thresholds));
     }
+    let breached = breached || metrics.thresholds.iter().any(|r| !r.passed);
+    // goose's Ctrl-C handler stops the run through the killswitch; so does the end of
+    // a `--bodies` replay, which is a normal end.
+    let interrupted = goose::is_killswitch_triggered()
+        && !ctx
+            .all_bodies_sent
+            .load(std::sync::atomic::Ordering::Relaxed);
     for report in args.report_file.iter().filter(|r| r.ends_with(".json")) {
         let beside = format!("{}.thresholds.json", report.trim_end_matches(".json"));
-        if let Err(e) = std::fs::write(&beside, threshold::json(&plan.rules, &metrics.thresholds)) {
+        if let Err(e) = std::fs::write(
+            &beside,
+            threshold::json(&plan.rules, &metrics.thresholds, interrupted),
+        ) {
             eprintln!("warning: cannot write {beside}: {e}");
         }
     }
-    let breached = breached || metrics.thresholds.iter().any(|r| !r.passed);
-    if breached { EXIT_BREACHED } else { EXIT_OK }
+    if breached {
+        EXIT_BREACHED
+    } else if interrupted {
+        eprintln!(
+            "interrupted: the run did not finish; the thresholds held over the partial run, but it passes nothing (exit {EXIT_INTERRUPTED})"
+        );
+        EXIT_INTERRUPTED
+    } else {
+        EXIT_OK
+    }
 }
 
 /// Body generator for the load pools: the contract's own valid-request generators.

@@ -106,8 +106,9 @@ pub fn table(rules: &[Rule], results: &[ThresholdResult]) -> String {
 }
 
 /// The thresholds and their outcome as JSON, written beside each JSON report (goose's
-/// report holds them too, in goose's syntax, under `raw_metrics.thresholds`).
-pub fn json(rules: &[Rule], results: &[ThresholdResult]) -> String {
+/// report holds them too, in goose's syntax, under `raw_metrics.thresholds`), with
+/// whether Ctrl-C cut the run short: thresholds that held over a partial run pass nothing.
+pub fn json(rules: &[Rule], results: &[ThresholdResult], interrupted: bool) -> String {
     let rows: Vec<serde_json::Value> = rules
         .iter()
         .enumerate()
@@ -125,8 +126,10 @@ pub fn json(rules: &[Rule], results: &[ThresholdResult]) -> String {
     let all = rows
         .iter()
         .all(|r| r["passed"] == serde_json::Value::Bool(true));
-    serde_json::to_string_pretty(&serde_json::json!({ "passed": all, "thresholds": rows }))
-        .unwrap_or_default()
+    serde_json::to_string_pretty(
+        &serde_json::json!({ "passed": all, "interrupted": interrupted, "thresholds": rows }),
+    )
+    .unwrap_or_default()
 }
 
 #[cfg(test)]

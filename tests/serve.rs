@@ -72,6 +72,34 @@ async fn raw_paths_reach_the_handler_as_sent() {
 }
 
 #[tokio::test]
+async fn methods_are_case_sensitive() {
+    let (s, c) = start(DoubleConfig::default()).await;
+    let call = c.create_call().await;
+    let body = serde_json::to_vec(&create_body()).unwrap();
+    // Signed for the method as sent, so only the method's case is wrong (RFC 9110 §9.1).
+    for (method, pq, allow) in [
+        ("post", "/calls".to_string(), "POST"),
+        ("Post", Endpoint::Hangup.path(&call, None), "POST"),
+        (
+            "delete",
+            Endpoint::RemoveParticipant.path(&call, Some("p")),
+            "DELETE",
+        ),
+    ] {
+        let r = common::raw(&c.host, &common::raw_signed(&c, method, &pq, &body)).await;
+        r.assert_error(405);
+        assert_eq!(r.allow.as_deref(), Some(allow), "{method} {pq}");
+    }
+    assert!(
+        s.handler().has_call(&call),
+        "`Post .../Hangup` hung nothing up"
+    );
+    // A lowercase `head` is not HEAD: its 405 carries the error body.
+    let r = common::raw(&c.host, &common::raw_signed(&c, "head", "/calls", b"")).await;
+    r.assert_error(405);
+}
+
+#[tokio::test]
 async fn big_bodies_are_bounded() {
     let (_s, c) = start(DoubleConfig::default()).await;
     let ten_mb = vec![b' '; 10 * 1024 * 1024];

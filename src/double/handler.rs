@@ -474,7 +474,7 @@ impl Handler {
     /// then state change and success; finally the tamper hook, if configured.
     pub fn handle(&self, req: &DoubleRequest) -> DoubleResponse {
         let (endpoint, mut resp) = self.answer(req);
-        if req.method.eq_ignore_ascii_case("HEAD") {
+        if req.method == "HEAD" {
             resp.body = Bytes::new();
         }
         if let Some(tamper) = &self.tamper {

@@ -336,6 +336,27 @@ impl Signer {
 
     /// Verifies a signed request against the clock reading `now`.
     pub fn verify(&self, req: &RequestParts<'_>, now: SystemTime) -> Result<(), AuthError> {
+        self.verify_inner(req, now, true)
+    }
+
+    /// Verifies everything but whether `x-ms-content-sha256` matches `req.body`: for a
+    /// transport that refuses to read a body too large to buffer. The signature covers
+    /// the declared hash, so a client without the key still gets 401, and learns nothing
+    /// about the size limit, before the transport's 413.
+    pub fn verify_unread_body(
+        &self,
+        req: &RequestParts<'_>,
+        now: SystemTime,
+    ) -> Result<(), AuthError> {
+        self.verify_inner(req, now, false)
+    }
+
+    fn verify_inner(
+        &self,
+        req: &RequestParts<'_>,
+        now: SystemTime,
+        check_body: bool,
+    ) -> Result<(), AuthError> {
         let auth = req
             .authorization
             .ok_or(AuthError::MissingAuthorization)?
@@ -370,7 +391,7 @@ impl Signer {
             return Err(AuthError::Stale);
         }
         let hash = req.content_sha256.ok_or(AuthError::MissingContentHash)?;
-        if hash != content_hash(req.body) {
+        if check_body && hash != content_hash(req.body) {
             return Err(AuthError::ContentHashMismatch);
         }
         let host = req.host.ok_or(AuthError::MissingHost)?;
@@ -451,6 +472,19 @@ mod tests {
                 now
             ),
             Err(AuthError::ContentHashMismatch)
+        );
+        // A body the verifier did not read: the signature over the declared hash decides.
+        let unread = RequestParts { body: b"", ..parts };
+        assert_eq!(s.verify_unread_body(&unread, now), Ok(()));
+        assert_eq!(
+            s.verify_unread_body(
+                &RequestParts {
+                    content_sha256: Some(&content_hash(b"other")),
+                    ..unread
+                },
+                now
+            ),
+            Err(AuthError::BadSignature)
         );
         assert_eq!(
             s.verify(

@@ -99,45 +99,73 @@ async fn methods_are_case_sensitive() {
     r.assert_error(405);
 }
 
+/// Sends `head` then a chunked body of 17 MiB of spaces, reading the answer meanwhile
+/// (the server answers before the body ends); returns the status line's start.
+async fn chunked_past_the_limit(addr: &str, head: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.split();
+    let write = async {
+        let chunk = vec![b' '; 1024 * 1024];
+        let _ = wr.write_all(head).await;
+        for _ in 0..17 {
+            if wr.write_all(b"100000\r\n").await.is_err()
+                || wr.write_all(&chunk).await.is_err()
+                || wr.write_all(b"\r\n").await.is_err()
+            {
+                break;
+            }
+        }
+    };
+    let mut buf = Vec::new();
+    let read = rd.read_to_end(&mut buf);
+    let (_, _) = tokio::join!(write, read);
+    String::from_utf8_lossy(&buf[..buf.len().min(12)]).to_string()
+}
+
+/// A signed request head declaring `extra` headers (a length or chunking) for a body
+/// whose hash is that of the empty body: the signature holds, the body is never read.
+fn signed_head(c: &Client, method: &str, pq: &str, extra: &str) -> Vec<u8> {
+    let s = c
+        .signer
+        .sign(method, pq, &c.host, b"", std::time::SystemTime::now());
+    format!(
+        "{method} {pq} HTTP/1.1\r\nhost: {}\r\nx-ms-date: {}\r\nx-ms-content-sha256: {}\r\nauthorization: {}\r\ncontent-type: application/json\r\n{extra}\r\n",
+        c.host, s.date, s.content_sha256, s.authorization
+    )
+    .into_bytes()
+}
+
 #[tokio::test]
 async fn big_bodies_are_bounded() {
-    let (_s, c) = start(DoubleConfig::default()).await;
+    let (s, c) = start(DoubleConfig::default()).await;
     let ten_mb = vec![b' '; 10 * 1024 * 1024];
-    // Chunked beyond 16 MiB: the limit stops reading and answers 413.
-    {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(&c.host).await.unwrap();
-        let (mut rd, mut wr) = s.split();
-        let write = async {
-            let chunk = vec![b' '; 1024 * 1024];
-            let _ = wr
-                .write_all(b"POST /calls HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
-                .await;
-            for _ in 0..17 {
-                if wr.write_all(b"100000\r\n").await.is_err()
-                    || wr.write_all(&chunk).await.is_err()
-                    || wr.write_all(b"\r\n").await.is_err()
-                {
-                    break;
-                }
-            }
-        };
-        let mut buf = Vec::new();
-        let read = rd.read_to_end(&mut buf);
-        let (_, _) = tokio::join!(write, read);
-        let head = String::from_utf8_lossy(&buf[..buf.len().min(20)]).to_string();
-        assert!(head.starts_with("HTTP/1.1 413"), "{head}");
-    }
     let r = c.send("POST", "/calls", &ten_mb).await;
     r.assert_error(413);
-    // Beyond the transport limit the answer comes without reading everything.
-    let r = common::raw(
-        &c.host,
-        b"POST /calls HTTP/1.1\r\nhost: x\r\ncontent-length: 99999999999\r\nconnection: close\r\n\r\n{",
-    )
-    .await;
-    assert_eq!(r.status, 413);
-    validate_error_body(r.content_type.as_deref(), &r.body).unwrap();
+
+    // Chunked beyond 16 MiB: the limit stops reading; authentication still comes first.
+    let unsigned = b"POST /calls HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n";
+    let status = chunked_past_the_limit(&c.host, unsigned).await;
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+    let signed = signed_head(&c, "POST", "/calls", "transfer-encoding: chunked\r\n");
+    let status = chunked_past_the_limit(&c.host, &signed).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+
+    // A declared length beyond the limit is answered without reading the body: 401
+    // without the key, 404 for an unknown path, 413 for one of the six.
+    let huge = "content-length: 99999999999\r\nconnection: close\r\n";
+    let unsigned = format!("POST /calls HTTP/1.1\r\nhost: x\r\n{huge}\r\n{{").into_bytes();
+    for (request, status) in [
+        (unsigned, 401),
+        (signed_head(&c, "POST", "/nope", huge), 404),
+        (signed_head(&c, "GET", "/calls", huge), 405),
+        (signed_head(&c, "POST", "/calls", huge), 413),
+    ] {
+        let r = common::raw(&c.host, &request).await;
+        assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&request));
+        validate_error_body(r.content_type.as_deref(), &r.body).unwrap();
+    }
+    assert_eq!(s.handler().counters().live_calls, 0);
 }
 
 #[tokio::test]

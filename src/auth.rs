@@ -74,9 +74,12 @@ pub enum ConnectionStringError {
     /// The access key is not base64.
     #[error("connection string `accesskey` is not valid base64")]
     KeyNotBase64,
-    /// The endpoint is not an absolute http(s) URL.
-    #[error("connection string `endpoint` {0:?} is not an http(s) URL")]
-    BadEndpoint(String),
+    /// The endpoint is not an absolute http(s) URL. The value is not echoed: in a
+    /// mangled connection string (parts swapped, a `;` lost) it may hold the key.
+    #[error(
+        "connection string `endpoint` is not an http(s) URL (expected `https://<resource>.communication.azure.com/`)"
+    )]
+    BadEndpoint,
 }
 
 /// A parsed connection string: the service endpoint and its access key.
@@ -163,7 +166,7 @@ impl FromStr for ConnectionString {
                 matches!(u.scheme(), "http" | "https")
                     && u.host_str().is_some_and(|h| !h.is_empty())
             })
-            .ok_or_else(|| ConnectionStringError::BadEndpoint(endpoint.clone()))?;
+            .ok_or(ConnectionStringError::BadEndpoint)?;
         Ok(ConnectionString {
             endpoint: url,
             key: AccessKey::from_base64(&key)?,
@@ -430,6 +433,13 @@ mod tests {
             (format!("endpoint=ftp://x/;accesskey={KEY}"), "http(s)"),
             (format!("endpoint=x.example;accesskey={KEY}"), "http(s)"),
             (format!("endpoint=https://x/;accesskey={KEY};junk"), "#3"),
+            // Parts swapped: the key sits where the endpoint belongs.
+            (format!("endpoint={KEY};accesskey=https://x/"), "endpoint"),
+            // A lost `;` glues the key to an endpoint that is not a URL.
+            (
+                format!("endpoint=x.example/accesskey={KEY};accesskey={KEY}"),
+                "http(s)",
+            ),
             ("endpoint=https://x/;accesskey=".to_string(), "empty"),
         ];
         for (s, needle) in cases {

@@ -174,8 +174,9 @@ impl FromStr for ConnectionString {
     }
 }
 
-/// The three headers a signed request carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The three headers a signed request carries. `Debug` redacts the signature (a
+/// report or log line that prints one would let its reader replay the request).
+#[derive(Clone, PartialEq, Eq)]
 pub struct SignedHeaders {
     /// `x-ms-date`, RFC 1123.
     pub date: String,
@@ -183,6 +184,16 @@ pub struct SignedHeaders {
     pub content_sha256: String,
     /// `Authorization`. Secret-derived: never print it.
     pub authorization: String,
+}
+
+impl fmt::Debug for SignedHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedHeaders")
+            .field("date", &self.date)
+            .field("content_sha256", &self.content_sha256)
+            .field("authorization", &"HMAC-SHA256 <redacted>")
+            .finish()
+    }
 }
 
 /// Why a request failed verification (the double answers 401 with this message).
@@ -465,6 +476,12 @@ mod tests {
             body,
         };
         assert_eq!(s.verify(&parts, now), Ok(()));
+        let (_, signature) = h.authorization.split_once("Signature=").unwrap();
+        let printed = format!("{h:?}");
+        assert!(
+            !printed.contains(&h.authorization) && !printed.contains(signature),
+            "{printed}"
+        );
         assert_eq!(
             s.verify(&parts, now + Duration::from_secs(16 * 60)),
             Err(AuthError::Stale)

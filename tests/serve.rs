@@ -228,8 +228,10 @@ async fn stop_is_clean_and_frees_the_port() {
 fn serve_binary_prints_its_address_and_stops_on_sigterm() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_acs-harness"))
         .args(["serve", "--port", "0", "--prefix", "/calling"])
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -262,6 +264,15 @@ fn serve_binary_prints_its_address_and_stops_on_sigterm() {
     assert!(kill.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    // Stderr is a pipe here: plain text a log file can hold, and no line per request
+    // at the default level.
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in a piped log: {log:?}"
+    );
+    assert!(!log.contains("double request"), "{log}");
 }
 
 #[test]

@@ -290,3 +290,17 @@ fn serve_rejects_a_bad_key_without_echoing_it() {
     assert!(all.contains("--access-key"), "{all}");
     assert!(!all.contains("secret-ish"), "{all}");
 }
+
+#[test]
+fn serve_on_a_taken_port_says_why_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_acs-harness"))
+        .args(["serve", "--port", &port])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+}

@@ -74,9 +74,12 @@ pub enum ConnectionStringError {
     /// The access key is not base64.
     #[error("connection string `accesskey` is not valid base64")]
     KeyNotBase64,
-    /// The endpoint is not an absolute http(s) URL.
-    #[error("connection string `endpoint` {0:?} is not an http(s) URL")]
-    BadEndpoint(String),
+    /// The endpoint is not an absolute http(s) URL. The value is not echoed: in a
+    /// mangled connection string (parts swapped, a `;` lost) it may hold the key.
+    #[error(
+        "connection string `endpoint` is not an http(s) URL (expected `https://<resource>.communication.azure.com/`)"
+    )]
+    BadEndpoint,
 }
 
 /// A parsed connection string: the service endpoint and its access key.
@@ -163,7 +166,7 @@ impl FromStr for ConnectionString {
                 matches!(u.scheme(), "http" | "https")
                     && u.host_str().is_some_and(|h| !h.is_empty())
             })
-            .ok_or_else(|| ConnectionStringError::BadEndpoint(endpoint.clone()))?;
+            .ok_or(ConnectionStringError::BadEndpoint)?;
         Ok(ConnectionString {
             endpoint: url,
             key: AccessKey::from_base64(&key)?,
@@ -171,8 +174,9 @@ impl FromStr for ConnectionString {
     }
 }
 
-/// The three headers a signed request carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The three headers a signed request carries. `Debug` redacts the signature (a
+/// report or log line that prints one would let its reader replay the request).
+#[derive(Clone, PartialEq, Eq)]
 pub struct SignedHeaders {
     /// `x-ms-date`, RFC 1123.
     pub date: String,
@@ -180,6 +184,16 @@ pub struct SignedHeaders {
     pub content_sha256: String,
     /// `Authorization`. Secret-derived: never print it.
     pub authorization: String,
+}
+
+impl fmt::Debug for SignedHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedHeaders")
+            .field("date", &self.date)
+            .field("content_sha256", &self.content_sha256)
+            .field("authorization", &"HMAC-SHA256 <redacted>")
+            .finish()
+    }
 }
 
 /// Why a request failed verification (the double answers 401 with this message).
@@ -336,6 +350,27 @@ impl Signer {
 
     /// Verifies a signed request against the clock reading `now`.
     pub fn verify(&self, req: &RequestParts<'_>, now: SystemTime) -> Result<(), AuthError> {
+        self.verify_inner(req, now, true)
+    }
+
+    /// Verifies everything but whether `x-ms-content-sha256` matches `req.body`: for a
+    /// transport that refuses to read a body too large to buffer. The signature covers
+    /// the declared hash, so a client without the key still gets 401, and learns nothing
+    /// about the size limit, before the transport's 413.
+    pub fn verify_unread_body(
+        &self,
+        req: &RequestParts<'_>,
+        now: SystemTime,
+    ) -> Result<(), AuthError> {
+        self.verify_inner(req, now, false)
+    }
+
+    fn verify_inner(
+        &self,
+        req: &RequestParts<'_>,
+        now: SystemTime,
+        check_body: bool,
+    ) -> Result<(), AuthError> {
         let auth = req
             .authorization
             .ok_or(AuthError::MissingAuthorization)?
@@ -370,7 +405,7 @@ impl Signer {
             return Err(AuthError::Stale);
         }
         let hash = req.content_sha256.ok_or(AuthError::MissingContentHash)?;
-        if hash != content_hash(req.body) {
+        if check_body && hash != content_hash(req.body) {
             return Err(AuthError::ContentHashMismatch);
         }
         let host = req.host.ok_or(AuthError::MissingHost)?;
@@ -409,6 +444,13 @@ mod tests {
             (format!("endpoint=ftp://x/;accesskey={KEY}"), "http(s)"),
             (format!("endpoint=x.example;accesskey={KEY}"), "http(s)"),
             (format!("endpoint=https://x/;accesskey={KEY};junk"), "#3"),
+            // Parts swapped: the key sits where the endpoint belongs.
+            (format!("endpoint={KEY};accesskey=https://x/"), "endpoint"),
+            // A lost `;` glues the key to an endpoint that is not a URL.
+            (
+                format!("endpoint=x.example/accesskey={KEY};accesskey={KEY}"),
+                "http(s)",
+            ),
             ("endpoint=https://x/;accesskey=".to_string(), "empty"),
         ];
         for (s, needle) in cases {
@@ -434,6 +476,12 @@ mod tests {
             body,
         };
         assert_eq!(s.verify(&parts, now), Ok(()));
+        let (_, signature) = h.authorization.split_once("Signature=").unwrap();
+        let printed = format!("{h:?}");
+        assert!(
+            !printed.contains(&h.authorization) && !printed.contains(signature),
+            "{printed}"
+        );
         assert_eq!(
             s.verify(&parts, now + Duration::from_secs(16 * 60)),
             Err(AuthError::Stale)
@@ -451,6 +499,19 @@ mod tests {
                 now
             ),
             Err(AuthError::ContentHashMismatch)
+        );
+        // A body the verifier did not read: the signature over the declared hash decides.
+        let unread = RequestParts { body: b"", ..parts };
+        assert_eq!(s.verify_unread_body(&unread, now), Ok(()));
+        assert_eq!(
+            s.verify_unread_body(
+                &RequestParts {
+                    content_sha256: Some(&content_hash(b"other")),
+                    ..unread
+                },
+                now
+            ),
+            Err(AuthError::BadSignature)
         );
         assert_eq!(
             s.verify(

@@ -88,6 +88,23 @@ fn schemas_and_validator_agree_on_examples() {
             true,
         ),
         (Endpoint::PlayAudio, json!({"audioFileUri": "a.wav"}), false),
+        // A WHATWG parser would repair these into valid URLs; the contract does not
+        // (`format: uri` is RFC 3986: ASCII only).
+        (
+            Endpoint::PlayAudio,
+            json!({"audioFileUri": "https:///a.wav"}),
+            false,
+        ),
+        (
+            Endpoint::PlayAudio,
+            json!({"audioFileUri": "https://cdn.example\\a.wav"}),
+            false,
+        ),
+        (
+            Endpoint::PlayAudio,
+            json!({"audioFileUri": "http://ü.example/a.wav"}),
+            false,
+        ),
         (
             Endpoint::PlayAudio,
             json!({"audioFileUri": "https://cdn.example/a.wav", "loop": "yes"}),

@@ -72,44 +72,100 @@ async fn raw_paths_reach_the_handler_as_sent() {
 }
 
 #[tokio::test]
-async fn big_bodies_are_bounded() {
-    let (_s, c) = start(DoubleConfig::default()).await;
-    let ten_mb = vec![b' '; 10 * 1024 * 1024];
-    // Chunked beyond 16 MiB: the limit stops reading and answers 413.
-    {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(&c.host).await.unwrap();
-        let (mut rd, mut wr) = s.split();
-        let write = async {
-            let chunk = vec![b' '; 1024 * 1024];
-            let _ = wr
-                .write_all(b"POST /calls HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
-                .await;
-            for _ in 0..17 {
-                if wr.write_all(b"100000\r\n").await.is_err()
-                    || wr.write_all(&chunk).await.is_err()
-                    || wr.write_all(b"\r\n").await.is_err()
-                {
-                    break;
-                }
-            }
-        };
-        let mut buf = Vec::new();
-        let read = rd.read_to_end(&mut buf);
-        let (_, _) = tokio::join!(write, read);
-        let head = String::from_utf8_lossy(&buf[..buf.len().min(20)]).to_string();
-        assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+async fn methods_are_case_sensitive() {
+    let (s, c) = start(DoubleConfig::default()).await;
+    let call = c.create_call().await;
+    let body = serde_json::to_vec(&create_body()).unwrap();
+    // Signed for the method as sent, so only the method's case is wrong (RFC 9110 §9.1).
+    for (method, pq, allow) in [
+        ("post", "/calls".to_string(), "POST"),
+        ("Post", Endpoint::Hangup.path(&call, None), "POST"),
+        (
+            "delete",
+            Endpoint::RemoveParticipant.path(&call, Some("p")),
+            "DELETE",
+        ),
+    ] {
+        let r = common::raw(&c.host, &common::raw_signed(&c, method, &pq, &body)).await;
+        r.assert_error(405);
+        assert_eq!(r.allow.as_deref(), Some(allow), "{method} {pq}");
     }
+    assert!(
+        s.handler().has_call(&call),
+        "`Post .../Hangup` hung nothing up"
+    );
+    // A lowercase `head` is not HEAD: its 405 carries the error body.
+    let r = common::raw(&c.host, &common::raw_signed(&c, "head", "/calls", b"")).await;
+    r.assert_error(405);
+}
+
+/// Sends `head` then a chunked body of 17 MiB of spaces, reading the answer meanwhile
+/// (the server answers before the body ends); returns the status line's start.
+async fn chunked_past_the_limit(addr: &str, head: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.split();
+    let write = async {
+        let chunk = vec![b' '; 1024 * 1024];
+        let _ = wr.write_all(head).await;
+        for _ in 0..17 {
+            if wr.write_all(b"100000\r\n").await.is_err()
+                || wr.write_all(&chunk).await.is_err()
+                || wr.write_all(b"\r\n").await.is_err()
+            {
+                break;
+            }
+        }
+    };
+    let mut buf = Vec::new();
+    let read = rd.read_to_end(&mut buf);
+    let (_, _) = tokio::join!(write, read);
+    String::from_utf8_lossy(&buf[..buf.len().min(12)]).to_string()
+}
+
+/// A signed request head declaring `extra` headers (a length or chunking) for a body
+/// whose hash is that of the empty body: the signature holds, the body is never read.
+fn signed_head(c: &Client, method: &str, pq: &str, extra: &str) -> Vec<u8> {
+    let s = c
+        .signer
+        .sign(method, pq, &c.host, b"", std::time::SystemTime::now());
+    format!(
+        "{method} {pq} HTTP/1.1\r\nhost: {}\r\nx-ms-date: {}\r\nx-ms-content-sha256: {}\r\nauthorization: {}\r\ncontent-type: application/json\r\n{extra}\r\n",
+        c.host, s.date, s.content_sha256, s.authorization
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn big_bodies_are_bounded() {
+    let (s, c) = start(DoubleConfig::default()).await;
+    let ten_mb = vec![b' '; 10 * 1024 * 1024];
     let r = c.send("POST", "/calls", &ten_mb).await;
     r.assert_error(413);
-    // Beyond the transport limit the answer comes without reading everything.
-    let r = common::raw(
-        &c.host,
-        b"POST /calls HTTP/1.1\r\nhost: x\r\ncontent-length: 99999999999\r\nconnection: close\r\n\r\n{",
-    )
-    .await;
-    assert_eq!(r.status, 413);
-    validate_error_body(r.content_type.as_deref(), &r.body).unwrap();
+
+    // Chunked beyond 16 MiB: the limit stops reading; authentication still comes first.
+    let unsigned = b"POST /calls HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n";
+    let status = chunked_past_the_limit(&c.host, unsigned).await;
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+    let signed = signed_head(&c, "POST", "/calls", "transfer-encoding: chunked\r\n");
+    let status = chunked_past_the_limit(&c.host, &signed).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+
+    // A declared length beyond the limit is answered without reading the body: 401
+    // without the key, 404 for an unknown path, 413 for one of the six.
+    let huge = "content-length: 99999999999\r\nconnection: close\r\n";
+    let unsigned = format!("POST /calls HTTP/1.1\r\nhost: x\r\n{huge}\r\n{{").into_bytes();
+    for (request, status) in [
+        (unsigned, 401),
+        (signed_head(&c, "POST", "/nope", huge), 404),
+        (signed_head(&c, "GET", "/calls", huge), 405),
+        (signed_head(&c, "POST", "/calls", huge), 413),
+    ] {
+        let r = common::raw(&c.host, &request).await;
+        assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&request));
+        validate_error_body(r.content_type.as_deref(), &r.body).unwrap();
+    }
+    assert_eq!(s.handler().counters().live_calls, 0);
 }
 
 #[tokio::test]
@@ -172,8 +228,10 @@ async fn stop_is_clean_and_frees_the_port() {
 fn serve_binary_prints_its_address_and_stops_on_sigterm() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_acs-harness"))
         .args(["serve", "--port", "0", "--prefix", "/calling"])
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -206,6 +264,15 @@ fn serve_binary_prints_its_address_and_stops_on_sigterm() {
     assert!(kill.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    // Stderr is a pipe here: plain text a log file can hold, and no line per request
+    // at the default level.
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in a piped log: {log:?}"
+    );
+    assert!(!log.contains("double request"), "{log}");
 }
 
 #[test]
@@ -222,4 +289,18 @@ fn serve_rejects_a_bad_key_without_echoing_it() {
     );
     assert!(all.contains("--access-key"), "{all}");
     assert!(!all.contains("secret-ish"), "{all}");
+}
+
+#[test]
+fn serve_on_a_taken_port_says_why_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_acs-harness"))
+        .args(["serve", "--port", &port])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
 }

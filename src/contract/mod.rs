@@ -248,7 +248,8 @@ pub fn route(method: &str, path: &str) -> Route {
         },
         None => None,
     };
-    if !method.eq_ignore_ascii_case(endpoint.method()) {
+    // Methods are case-sensitive (RFC 9110 §9.1): `post` is not `POST`.
+    if method != endpoint.method() {
         return Route::MethodNotAllowed {
             allow: endpoint.method(),
         };
@@ -305,6 +306,14 @@ mod tests {
         );
         assert_eq!(
             route("POST", "/calls/x/participants/y"),
+            Route::MethodNotAllowed { allow: "DELETE" }
+        );
+        assert_eq!(
+            route("post", "/calls"),
+            Route::MethodNotAllowed { allow: "POST" }
+        );
+        assert_eq!(
+            route("Delete", "/calls/x/participants/y"),
             Route::MethodNotAllowed { allow: "DELETE" }
         );
         for p in [

@@ -296,13 +296,28 @@ pub fn is_e164(s: &str) -> bool {
         && b[2..].iter().all(u8::is_ascii_digit)
 }
 
-/// Whether `s` is an absolute `http`/`https` URI with a host and no whitespace.
+/// Whether `s` is an absolute `http`/`https` URI (RFC 3986, so ASCII only, as the
+/// OpenAPI document's `format: uri` says) with a non-empty authority and no whitespace
+/// or backslash.
+///
+/// The scheme and authority are checked on the text as sent, before `url` parses it:
+/// a WHATWG parser repairs `https:///x` into `https://x/` and `http://a\\b` into
+/// `http://a/b`, and a contract check must judge what the client wrote, not its repair.
 pub fn is_http_uri(s: &str) -> bool {
-    let lower = s.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
-    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
         return false;
     }
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return false;
+    }
+    if !s.is_ascii()
+        || s.bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'\\')
+    {
         return false;
     }
     match url::Url::parse(s) {
@@ -857,6 +872,7 @@ mod tests {
             "https://a.example/x?y=1",
             "http://127.0.0.1:8080/",
             "HTTPS://A.B",
+            "https://a.example/Ansage%20Feiertag",
         ] {
             assert!(is_http_uri(good), "{good}");
         }
@@ -869,6 +885,15 @@ mod tests {
             "not a uri",
             "http:a.example",
             "",
+            "https:///x",
+            "http:///",
+            "https://?q=1",
+            "http://a\\b/",
+            "https://a.example/x\\y",
+            // An IRI is not a URI; judged the same whatever the scheme's length.
+            "http://ü.example/",
+            "https://ü.example/",
+            "https://a.example/Grüße",
         ] {
             assert!(!is_http_uri(bad), "{bad}");
         }

@@ -473,8 +473,20 @@ impl Handler {
     /// Answers one request: authentication, routing, validation, existence, faults,
     /// then state change and success; finally the tamper hook, if configured.
     pub fn handle(&self, req: &DoubleRequest) -> DoubleResponse {
-        let (endpoint, mut resp) = self.answer(req);
-        if req.method.eq_ignore_ascii_case("HEAD") {
+        self.handle_inner(req, None)
+    }
+
+    /// Answers a request whose body the transport refused to read because it is larger
+    /// than `limit` bytes (`req.body` is ignored): authentication on the headers alone
+    /// (the signature covers the declared content hash), routing, then 413. Contract
+    /// order holds: a client without the key gets 401, an unknown path 404.
+    pub fn handle_unread_body(&self, req: &DoubleRequest, limit: usize) -> DoubleResponse {
+        self.handle_inner(req, Some(limit))
+    }
+
+    fn handle_inner(&self, req: &DoubleRequest, unread_over: Option<usize>) -> DoubleResponse {
+        let (endpoint, mut resp) = self.answer(req, unread_over);
+        if req.method == "HEAD" {
             resp.body = Bytes::new();
         }
         if let Some(tamper) = &self.tamper {
@@ -515,7 +527,11 @@ impl Handler {
         )
     }
 
-    fn answer(&self, req: &DoubleRequest) -> (Option<Endpoint>, DoubleResponse) {
+    fn answer(
+        &self,
+        req: &DoubleRequest,
+        unread_over: Option<usize>,
+    ) -> (Option<Endpoint>, DoubleResponse) {
         let (path, query) = match req.path_and_query.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (req.path_and_query.as_str(), None),
@@ -542,7 +558,11 @@ impl Handler {
             content_sha256: req.header_str("x-ms-content-sha256"),
             body: &req.body,
         };
-        if let Err(e) = self.signer.verify(&parts, self.now()) {
+        let verified = match unread_over {
+            None => self.signer.verify(&parts, self.now()),
+            Some(_) => self.signer.verify_unread_body(&parts, self.now()),
+        };
+        if let Err(e) = verified {
             return (
                 endpoint,
                 DoubleResponse::error(401, "Unauthorized", &e.to_string()),
@@ -578,6 +598,16 @@ impl Handler {
 
         if let Some(resp) = self.check_api_version(query) {
             return (Some(endpoint), resp);
+        }
+        if let Some(limit) = unread_over {
+            return (
+                Some(endpoint),
+                DoubleResponse::error(
+                    413,
+                    "PayloadTooLarge",
+                    &format!("body exceeds the transport limit of {limit} bytes"),
+                ),
+            );
         }
 
         let body =

@@ -49,22 +49,32 @@ pub fn dev_key() -> AccessKey {
 }
 
 /// Why the double could not start.
+///
+/// The message includes the underlying I/O error, which is therefore not also exposed
+/// as [`std::error::Error::source`]: a caller printing the chain (`{:#}` of anyhow)
+/// would otherwise say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum DoubleError {
     /// An option is out of range.
     #[error("invalid double configuration: {0}")]
     Config(String),
     /// The listening socket could not be set up.
-    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    #[error("cannot listen on 127.0.0.1:{port}: {cause}")]
     Bind {
         /// The port asked for (0: any).
         port: u16,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Serving failed.
     #[error("the double's server failed: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for DoubleError {
+    fn from(e: std::io::Error) -> Self {
+        DoubleError::Io(e)
+    }
 }
 
 /// How the double behaves: port, key, prefix, api-version, faults, latency, bounds.
@@ -213,10 +223,10 @@ impl DoubleConfig {
 /// Binds 127.0.0.1:`port` (0: any free port), for either transport.
 pub(crate) fn bind_loopback(port: u16) -> Result<TcpListener, DoubleError> {
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-        .map_err(|source| DoubleError::Bind { port, source })?;
+        .map_err(|cause| DoubleError::Bind { port, cause })?;
     listener
         .set_nonblocking(true)
-        .map_err(|source| DoubleError::Bind { port, source })?;
+        .map_err(|cause| DoubleError::Bind { port, cause })?;
     Ok(listener)
 }
 

@@ -22,7 +22,8 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 /// Largest body the transport reads (16 MiB). The handler answers 413 above 1 MiB after
-/// authentication; beyond this the transport answers 413 itself, so memory stays bounded.
+/// authentication; beyond this the transport stops reading and the handler answers from
+/// the headers alone (401, 404, 405 or 413), so memory stays bounded.
 pub const TRANSPORT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// How long a client may take to send its request head before the connection closes.
@@ -227,30 +228,38 @@ async fn respond(
     req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    // A declared length beyond the limit is refused before reading a byte of it.
-    if hyper::body::Body::size_hint(&body).lower() > TRANSPORT_BODY_LIMIT as u64 {
-        return Ok(to_hyper(too_large()));
-    }
-    let body = match Limited::new(body, TRANSPORT_BODY_LIMIT).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            let resp = if e.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
-                DoubleResponse::error(400, "BadRequest", "the request body could not be read")
-            };
-            return Ok(to_hyper(resp));
-        }
-    };
     let path_and_query = match parts.uri.path_and_query() {
         Some(pq) => pq.as_str().to_string(),
         None => parts.uri.to_string(),
     };
-    let req = DoubleRequest {
+    let mut req = DoubleRequest {
         method: parts.method.as_str().to_string(),
         path_and_query,
         headers: parts.headers,
-        body,
+        body: Bytes::new(),
+    };
+    // A declared length beyond the limit is refused before reading a byte of it; the
+    // handler still checks authentication and routing first (on the headers alone).
+    if hyper::body::Body::size_hint(&body).lower() > TRANSPORT_BODY_LIMIT as u64 {
+        return Ok(to_hyper(
+            handler.handle_unread_body(&req, TRANSPORT_BODY_LIMIT),
+        ));
+    }
+    req.body = match Limited::new(body, TRANSPORT_BODY_LIMIT).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(to_hyper(
+                handler.handle_unread_body(&req, TRANSPORT_BODY_LIMIT),
+            ));
+        }
+        Err(_) => {
+            // The client broke off or garbled the framing: nothing to authenticate.
+            return Ok(to_hyper(DoubleResponse::error(
+                400,
+                "BadRequest",
+                "the request body could not be read",
+            )));
+        }
     };
     let resp = handler.handle(&req);
     drop(req);
@@ -258,14 +267,6 @@ async fn respond(
         tokio::time::sleep(resp.delay).await;
     }
     Ok(to_hyper(resp))
-}
-
-fn too_large() -> DoubleResponse {
-    DoubleResponse::error(
-        413,
-        "PayloadTooLarge",
-        &format!("body exceeds the transport limit of {TRANSPORT_BODY_LIMIT} bytes"),
-    )
 }
 
 fn to_hyper(resp: DoubleResponse) -> hyper::Response<Full<Bytes>> {
@@ -399,6 +400,11 @@ pub async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: a log file or pipe gets plain text.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .try_init();
     let server = Server::bind(args.config()?).await?;
     {

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod client;
 pub mod contract;
 pub mod double;
+pub mod duration;
 pub mod gate;
 pub mod generate;
 pub mod load;

@@ -287,28 +287,7 @@ fn to_hyper(resp: DoubleResponse) -> hyper::Response<Full<Bytes>> {
 
 /// Parses a duration such as `250ms`, `2s`, `1.5s`, `1m` or `0`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 250ms, 2s, 1m)"))?;
-    let secs = match unit.trim() {
-        "" if value == 0.0 => 0.0,
-        "us" | "µs" => value / 1e6,
-        "ms" => value / 1e3,
-        "s" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "{s:?} has no known unit (use us, ms, s, m or h, e.g. 250ms)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
+    crate::duration::parse(s)
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

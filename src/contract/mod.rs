@@ -261,13 +261,20 @@ pub fn route(method: &str, path: &str) -> Route {
     }
 }
 
-/// Whether a `Content-Type` value is JSON (`application/json`, parameters allowed).
+/// Whether a `Content-Type` value is JSON: `application/json`, with parameters allowed
+/// but a `charset` only if it is UTF-8 (JSON text is UTF-8, RFC 8259).
 pub fn is_json_content_type(value: &str) -> bool {
-    value
-        .split(';')
+    let mut parts = value.split(';');
+    let media_type_ok = parts
         .next()
-        .map(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        .unwrap_or(false)
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    media_type_ok
+        && parts.all(|p| match p.split_once('=') {
+            Some((name, v)) if name.trim().eq_ignore_ascii_case("charset") => {
+                v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            }
+            _ => true,
+        })
 }
 
 #[cfg(test)]
@@ -327,6 +334,26 @@ mod tests {
             "/calls/%FF/Hangup",
         ] {
             assert_eq!(route("POST", p), Route::NotFound, "{p}");
+        }
+    }
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+        ] {
+            assert!(is_json_content_type(ok), "{ok}");
+        }
+        for bad in [
+            "text/json",
+            "application/json-patch+json",
+            "application/json; charset=iso-8859-1",
+            "",
+        ] {
+            assert!(!is_json_content_type(bad), "{bad}");
         }
     }
 

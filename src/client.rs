@@ -29,6 +29,10 @@ pub enum AuthMode {
     MissingContentHash,
     /// Signed for another host than the one the request goes to.
     OtherHost,
+    /// Signed for another path than the one the request goes to (a replayed signature).
+    OtherPath,
+    /// Signed for another method than the one the request uses.
+    OtherMethod,
 }
 
 /// Why a request got no HTTP answer.
@@ -197,16 +201,23 @@ impl Client {
             AuthMode::OtherHost => "attacker.example",
             _ => self.host.as_str(),
         };
+        let (signed_method, signed_path) = match auth {
+            AuthMode::OtherPath => (method, format!("/calls/replayed{signed_path}")),
+            AuthMode::OtherMethod => (if method == "GET" { "POST" } else { "GET" }, signed_path),
+            _ => (method, signed_path),
+        };
         let authorization =
             self.signer
-                .authorization(method, &signed_path, signed_host, &date, &hash);
+                .authorization(signed_method, &signed_path, signed_host, &date, &hash);
         let mut sent_body = body.to_vec();
         let authorization = match auth {
             AuthMode::Signed
             | AuthMode::DateOffset(_)
             | AuthMode::MissingDate
             | AuthMode::MissingContentHash
-            | AuthMode::OtherHost => Some(authorization),
+            | AuthMode::OtherHost
+            | AuthMode::OtherPath
+            | AuthMode::OtherMethod => Some(authorization),
             AuthMode::Missing => None,
             AuthMode::OtherScheme => Some("Bearer eyJhbGciOiJub25lIn0.e30.".to_string()),
             AuthMode::BadSignature => Some(format!(

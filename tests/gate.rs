@@ -977,3 +977,38 @@ async fn call_leg_in_latin_1() {
         &[Check::NotAServerError, Check::ErrorShape],
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signature_not_bound_to_path_or_method() {
+    // A lax verifier that also takes a signature made for another path or method.
+    let handler = Arc::new(Handler::new(&DoubleConfig::default()).unwrap());
+    let r = gate_with(move |req, resp| {
+        if resp.status != 401 {
+            return;
+        }
+        let mut other_path = req.clone();
+        other_path.path_and_query = format!("/calls/replayed{}", req.path_and_query);
+        let mut other_method = req.clone();
+        other_method.method = if req.method == "GET" { "POST" } else { "GET" }.into();
+        if [other_path, other_method]
+            .iter()
+            .any(|r| handler.handle(r).status != 401)
+        {
+            accept_instead(req, resp);
+        }
+    })
+    .await;
+    let caught: Vec<(Endpoint, Check)> = Endpoint::ALL.map(|e| (e, Check::AuthRequired)).to_vec();
+    assert_caught(&r, &caught, &[Check::PositiveAcceptance, Check::Lifecycle]);
+    let cell = r.cell(Endpoint::PlayAudio, Check::AuthRequired).unwrap();
+    assert!(
+        cell.failures
+            .iter()
+            .any(|f| f.case.contains("another path"))
+    );
+    assert!(
+        cell.failures
+            .iter()
+            .any(|f| f.case.contains("another method"))
+    );
+}

@@ -328,6 +328,8 @@ impl Ctx {
             AuthMode::OtherHost => {
                 s.push_str(" -H 'Authorization: <signed for host attacker.example>'")
             }
+            AuthMode::OtherPath => s.push_str(" -H 'Authorization: <signed for another path>'"),
+            AuthMode::OtherMethod => s.push_str(" -H 'Authorization: <signed for another method>'"),
         }
         if !body.is_empty() {
             if body.len() > 4096 {
@@ -895,7 +897,7 @@ async fn invalid_case(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint, i: usize,
 /// request would change state.
 async fn auth_cases(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint) {
     const WINDOW: i64 = 15 * 60;
-    let modes: [(&str, AuthMode, bool); 10] = [
+    let modes: [(&str, AuthMode, bool); 12] = [
         ("missing Authorization", AuthMode::Missing, false),
         ("another scheme (Bearer)", AuthMode::OtherScheme, false),
         ("wrong signature", AuthMode::BadSignature, false),
@@ -921,6 +923,8 @@ async fn auth_cases(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint) {
             false,
         ),
         ("signed for another host", AuthMode::OtherHost, false),
+        ("signed for another path", AuthMode::OtherPath, false),
+        ("signed for another method", AuthMode::OtherMethod, false),
         (
             "x-ms-date 10 minutes old is accepted",
             AuthMode::DateOffset(-10 * 60),

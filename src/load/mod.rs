@@ -33,6 +33,18 @@ pub const EXIT_INTERRUPTED: u8 = 2;
 
 /// Options of `acs-harness load`.
 #[derive(Clone, Default, clap::Args)]
+#[command(after_help = "\
+Exit code: 0 every threshold held, 1 one was breached, 2 the run could not start
+(or was interrupted before a threshold failed).
+
+Examples:
+  acs-harness load
+  acs-harness load --host http://127.0.0.1:8080 --connection-string \"$ACS_CONNECTION_STRING\" \\
+      --scenario play-audio --users 32 --run-time 2m --report-file report.html \\
+      --report-file report.json --threshold 'POST /calls:p95<300ms'
+  acs-harness generate create-call --count 500 --seed 7 > bodies.jsonl
+  acs-harness load --host http://127.0.0.1:8080 --connection-string \"$ACS_CONNECTION_STRING\" \\
+      --scenario call-creation --bodies bodies.jsonl")]
 pub struct LoadArgs {
     /// Target base URL (http://host:port). Without it, the embedded double is started
     /// on a free loopback port and a short default load runs against it.

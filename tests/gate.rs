@@ -75,6 +75,7 @@ async fn the_double_passes_every_check() {
         }
     }
     assert!(report.requests > 300);
+    assert!(!table.contains("hint:"), "{table}");
     // No secret in any rendering.
     let key = double.connection_string().key.to_base64();
     for text in [table, report.to_junit(), report.to_json().to_string()] {
@@ -1011,4 +1012,19 @@ async fn signature_not_bound_to_path_or_method() {
             .iter()
             .any(|f| f.case.contains("another method"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_prefix_gets_a_hint() {
+    let double = Double::start(DoubleConfig::default().prefix("/calling"))
+        .await
+        .unwrap();
+    let report = run_gate(config(&double.uri(), &double, 3)).await;
+    let table = report.render_terminal(false);
+    assert_eq!(report.exit_code(), 1, "{table}");
+    assert!(
+        table.contains("hint: no valid create-call request succeeded"),
+        "{table}"
+    );
+    assert!(table.contains("--prefix"), "{table}");
 }

@@ -295,6 +295,9 @@ impl Report {
                 let _ = writeln!(out, "{} {r}", paint("31", "gate could not run:"));
             }
         }
+        if let Some(hint) = self.hint() {
+            let _ = writeln!(out, "{} {hint}", paint("33", "hint:"));
+        }
         let failed: u64 = self.cells.values().map(|c| c.failed).sum();
         let passed: u64 = self.cells.values().map(|c| c.passed).sum();
         let verdict = if self.has_failures() {
@@ -322,6 +325,19 @@ impl Report {
             let _ = writeln!(out, "seed {} — replay: {}", self.seed, self.replay);
         }
         out
+    }
+
+    /// A likely common cause when no call could be created: then most other cases could
+    /// not even be set up, and the table alone hides why.
+    fn hint(&self) -> Option<String> {
+        let create = self
+            .cells
+            .get(&(Endpoint::CreateCall, Check::PositiveAcceptance))?;
+        (create.passed == 0 && create.failed > 0).then(|| {
+            "no valid create-call request succeeded, so the cases that need a call could not run; \
+             check --target, --prefix and --api-version"
+                .to_string()
+        })
     }
 
     /// The JSON rendering (same content as the terminal, machine-readable).

@@ -39,6 +39,17 @@ fn set_json(resp: &mut DoubleResponse, status: u16, body: serde_json::Value) {
     *resp = DoubleResponse::json(status, &body);
 }
 
+/// A service that lets a request through on a 401 the broken rule would not have given.
+fn accept_instead(req: &DoubleRequest, resp: &mut DoubleResponse) {
+    *resp = match endpoint_of(req) {
+        Some(Endpoint::CreateCall) => DoubleResponse::json(200, &json!({"callLegId": "lax"})),
+        Some(Endpoint::PlayAudio | Endpoint::CancelMediaProcessing) => {
+            DoubleResponse::json(202, &json!({"id": "op", "status": "running"}))
+        }
+        _ => DoubleResponse::empty(202),
+    };
+}
+
 /// Asserts the run ended normally with exit 1, that every `(endpoint, check)` in
 /// `caught` failed, and that every check in `clean` passed on every endpoint.
 #[track_caller]
@@ -345,15 +356,7 @@ async fn date_window_not_enforced() {
                 Err(e) => e.duration(),
             });
         if resp.status == 401 && skew.is_some_and(|s| s > Duration::from_secs(15 * 60)) {
-            *resp = match endpoint_of(req) {
-                Some(Endpoint::CreateCall) => {
-                    DoubleResponse::json(200, &json!({"callLegId": "stale"}))
-                }
-                Some(Endpoint::PlayAudio | Endpoint::CancelMediaProcessing) => {
-                    DoubleResponse::json(202, &json!({"id": "op", "status": "running"}))
-                }
-                _ => DoubleResponse::empty(202),
-            };
+            accept_instead(req, resp);
         }
     })
     .await;
@@ -822,17 +825,6 @@ async fn allow_header_listing_the_refused_method() {
             ErrorShape,
         ],
     );
-}
-
-/// A service that lets a request through on a 401 the broken rule would not have given.
-fn accept_instead(req: &DoubleRequest, resp: &mut DoubleResponse) {
-    *resp = match endpoint_of(req) {
-        Some(Endpoint::CreateCall) => DoubleResponse::json(200, &json!({"callLegId": "lax"})),
-        Some(Endpoint::PlayAudio | Endpoint::CancelMediaProcessing) => {
-            DoubleResponse::json(202, &json!({"id": "op", "status": "running"}))
-        }
-        _ => DoubleResponse::empty(202),
-    };
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

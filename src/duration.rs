@@ -78,6 +78,8 @@ mod tests {
         assert_eq!(parse("0"), Ok(Duration::ZERO));
         assert_eq!(parse("0s"), Ok(Duration::ZERO));
         assert_eq!(parse(" 20us "), Ok(Duration::from_micros(20)));
+        assert_eq!(parse("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse("1m"), Ok(Duration::from_secs(60)));
     }
 
     #[test]

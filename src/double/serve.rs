@@ -285,11 +285,6 @@ fn to_hyper(resp: DoubleResponse) -> hyper::Response<Full<Bytes>> {
     out
 }
 
-/// Parses a duration such as `250ms`, `2s`, `1.5s`, `1m` or `0`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::duration::parse(s)
-}
-
 fn parse_rate(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .trim()
@@ -329,10 +324,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     pub fail_rate: f64,
     /// Latency added to every answer, e.g. `20ms`.
-    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    #[arg(long, default_value = "0", value_parser = crate::duration::parse)]
     pub latency: Duration,
     /// Up to this much extra latency per answer, drawn uniformly, e.g. `10ms`.
-    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    #[arg(long, default_value = "0", value_parser = crate::duration::parse)]
     pub latency_jitter: Duration,
     /// Seed of the fault and jitter draws (the same seed fails the same requests).
     #[arg(long, default_value_t = 0)]
@@ -430,18 +425,6 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for bad in ["", "5", "x", "5 parsecs", "-1s", "1e999s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn rates() {

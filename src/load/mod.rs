@@ -178,7 +178,7 @@ fn prepare(args: &LoadArgs) -> Result<Plan, String> {
     }
     let run_time = match &args.run_time {
         Some(t) => {
-            let d = scenario::parse_duration(t).map_err(|e| format!("--run-time: {e}"))?;
+            let d = crate::duration::parse(t).map_err(|e| format!("--run-time: {e}"))?;
             if d.subsec_nanos() != 0 || d.is_zero() {
                 return Err(format!(
                     "--run-time must be a whole number of seconds above 0, got {t:?}"

@@ -95,6 +95,11 @@ mod tests {
             "1..5s",
             "-1s",
             "99999999999999999999h",
+            "5",
+            "x",
+            "1x",
+            "5 parsecs",
+            "1e999s",
         ] {
             let e = parse(bad).unwrap_err();
             assert!(e.contains("bad duration"), "{bad}: {e}");

@@ -26,13 +26,17 @@ pub struct AccessKey(Vec<u8>);
 
 impl AccessKey {
     /// Decodes a base64 access key.
+    /// The text is registered with the redactor first (even when it turns out not to
+    /// be base64), so no output can show it from then on.
     pub fn from_base64(s: &str) -> Result<Self, ConnectionStringError> {
+        crate::redact::register_secret(s);
         let bytes = B64
             .decode(s.trim())
             .map_err(|_| ConnectionStringError::KeyNotBase64)?;
         if bytes.is_empty() {
             return Err(ConnectionStringError::Empty("accesskey"));
         }
+        crate::redact::register_secret(&B64.encode(&bytes));
         Ok(AccessKey(bytes))
     }
 

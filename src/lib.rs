@@ -10,4 +10,6 @@ pub mod duration;
 pub mod gate;
 pub mod generate;
 pub mod load;
+pub mod output;
+pub mod redact;
 pub mod shape;

@@ -163,6 +163,11 @@ impl Replay {
         self.len() == 0
     }
 
+    /// How many bodies have not been handed to a request yet.
+    pub fn remaining(&self) -> usize {
+        self.remaining.load(Ordering::Acquire)
+    }
+
     /// How many bodies the file holds for `e`.
     pub fn count(&self, e: Endpoint) -> usize {
         self.queues[index(e)].len()

@@ -5,37 +5,52 @@
 //! (HTML/JSON/Markdown reports, baselines, test plans, coordinated-omission mitigation,
 //! graceful Ctrl-C) is there; the harness adds scenario files, signed requests with
 //! generated bodies, contract checks on every answer, and the threshold table.
+//!
+//! Everything knowable before work is checked before the double starts or a request goes
+//! out; Ctrl-C and SIGTERM stop a run alike; reports are scrubbed and written whole or
+//! not at all (see [`guard`]).
 
 pub mod attack;
 pub mod bodies;
+pub mod guard;
 pub mod scenario;
 pub mod threshold;
 
 use crate::auth::{ConnectionString, Signer};
 use crate::client::{AuthMode, Client, ClientError};
 use crate::contract::{Endpoint, RequestBody};
+use crate::output;
 use bodies::{Bodies, RawBody};
 use scenario::{ScenarioFile, ScenarioRef};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use threshold::Rule;
+use threshold::{Rule, RunState, Unsent};
 
 /// Exit status: every threshold held.
 pub const EXIT_OK: u8 = 0;
-/// Exit status: a threshold was breached.
+/// Exit status: a threshold was breached, or a `--bodies` replay did not send every body
+/// within its time limit.
 pub const EXIT_BREACHED: u8 = 1;
 /// Exit status: the run could not start (bad options or files, unreachable host).
 pub const EXIT_NOT_STARTED: u8 = 2;
-/// Exit status: Ctrl-C stopped the run before it ended and no threshold was breached
-/// (the reports are written, but a partial run must not pass a release gate).
+/// Exit status: Ctrl-C or SIGTERM stopped the run before it ended and no threshold was
+/// breached (the reports are written, but a partial run must not pass a release gate).
 pub const EXIT_INTERRUPTED: u8 = 2;
+
+/// How long a `--bodies` replay may take when `--run-time` is not given: the scenario's
+/// run time is for generated load, and would cut a long replay short.
+pub const REPLAY_LIMIT: Duration = Duration::from_secs(600);
 
 /// Options of `acs-harness load`.
 #[derive(Clone, Default, clap::Args)]
 #[command(after_help = "\
-Exit code: 0 every threshold held, 1 one was breached, 2 the run could not start
-(or was interrupted before a threshold failed).
+Without --host the load goes to the embedded double, always (a connection string in
+ACS_CONNECTION_STRING is then not used); the first line printed names the target.
+
+Exit code: 0 every threshold held, 1 one was breached (or a --bodies replay did not send
+every body within its limit), 2 the run could not start or was interrupted (Ctrl-C or
+SIGTERM) before a threshold failed.
 
 Examples:
   acs-harness load
@@ -47,7 +62,8 @@ Examples:
       --scenario call-creation --bodies bodies.jsonl")]
 pub struct LoadArgs {
     /// Target base URL (http://host:port). Without it, the embedded double is started
-    /// on a free loopback port and a short default load runs against it.
+    /// on a free loopback port and a short default load runs against it, even when a
+    /// connection string is set.
     #[arg(long, value_name = "URL")]
     pub host: Option<String>,
     /// A shipped scenario (call-creation, play-audio, mixed) or a scenario file (.toml).
@@ -60,13 +76,14 @@ pub struct LoadArgs {
     #[arg(long, value_name = "R")]
     pub increase_rate: Option<String>,
     /// How long to run once all users started, e.g. 30s, 2m [default: the scenario's].
+    /// With --bodies, the limit for sending every body [default: 10m].
     #[arg(long, value_name = "DUR")]
     pub run_time: Option<String>,
     /// A goose test plan, e.g. "10,30s;10,1m;0,10s" (replaces users, rate and run time).
     #[arg(long, value_name = "PLAN")]
     pub test_plan: Option<String>,
-    /// `endpoint=...;accesskey=...` of the target; its endpoint is the target when
-    /// --host is not given.
+    /// `endpoint=...;accesskey=...` whose key signs the requests to --host. Not used
+    /// without --host (the embedded double has its own key).
     #[arg(
         long,
         value_name = "S",
@@ -84,7 +101,8 @@ pub struct LoadArgs {
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
     /// Replay the bodies of this file (JSON lines as `acs-harness generate` prints them),
-    /// each once, in order; the run ends when all are sent.
+    /// each once, in order; the run ends when all are sent. Not all sent within
+    /// --run-time (default 10m) fails the run (exit 1).
     #[arg(long, value_name = "FILE")]
     pub bodies: Option<PathBuf>,
     /// Write a goose report; the extension picks the kind (.html, .json, .md). Repeatable.
@@ -133,13 +151,30 @@ impl std::fmt::Debug for LoadArgs {
     }
 }
 
+/// Where the load goes, decided before anything starts.
+enum Destination {
+    /// `--host`, signed with the connection string's key.
+    Host {
+        url: url::Url,
+        connection: ConnectionString,
+    },
+    /// The embedded double; `unused_connection` when a connection string was given
+    /// anyway (said once the target is named).
+    Double { unused_connection: bool },
+}
+
 /// What was resolved before any load starts.
 struct Plan {
     file: ScenarioFile,
     rules: Vec<Rule>,
+    /// What goose gets as `--run-time`: the run time, or a replay's limit.
     run_time: Option<Duration>,
+    /// `--test-plan` in goose's canonical form (`users,seconds;...`).
+    test_plan: Option<String>,
     replay: Option<Bodies>,
     seed: u64,
+    users: usize,
+    destination: Destination,
 }
 
 /// Runs `acs-harness load`; returns the exit status (0 held, 1 breached, 2 not started
@@ -148,23 +183,27 @@ pub fn run(args: LoadArgs) -> u8 {
     let plan = match prepare(&args) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            output::eprintln(&format!("error: {e}"));
             return EXIT_NOT_STARTED;
         }
     };
+    guard::claim_ctrlc();
+    guard::install_goose_log(args.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            output::eprintln(&format!("error: cannot start the async runtime: {e}"));
             return EXIT_NOT_STARTED;
         }
     };
     runtime.block_on(execute(args, plan))
 }
 
+/// Checks everything that can be checked without a target, so every mistake is exit 2
+/// in the harness's words before the double starts or a request goes out.
 fn prepare(args: &LoadArgs) -> Result<Plan, String> {
     let reference = ScenarioRef::from_arg(
         args.scenario
@@ -175,6 +214,20 @@ fn prepare(args: &LoadArgs) -> Result<Plan, String> {
     let mut rules = Vec::new();
     for text in file.thresholds.iter().chain(args.threshold.iter()) {
         rules.push(Rule::parse(text).map_err(|e| e.to_string())?);
+    }
+    if args.users == Some(0) {
+        return Err("--users must be at least 1".into());
+    }
+    if let Some(rate) = &args.increase_rate {
+        check_rate(rate)?;
+    }
+    let test_plan = args
+        .test_plan
+        .as_deref()
+        .map(canonical_test_plan)
+        .transpose()?;
+    if let Some(mode) = &args.co_mitigation {
+        check_co_mitigation(mode)?;
     }
     let run_time = match &args.run_time {
         Some(t) => {
@@ -189,39 +242,229 @@ fn prepare(args: &LoadArgs) -> Result<Plan, String> {
         None => None,
     };
     let replay = match &args.bodies {
-        Some(path) => {
-            let bodies = Bodies::read_file(path)?;
-            if let Bodies::Replay(r) = &bodies {
-                for e in file.endpoints() {
-                    if e.request_body() == RequestBody::Required && r.count(e) == 0 {
-                        return Err(format!(
-                            "{}: holds no {} body, which scenario {} needs",
-                            r.file,
-                            e.name(),
-                            file.source
-                        ));
-                    }
-                }
-            }
-            Some(bodies)
-        }
+        Some(path) => Some(read_replay(path, &file)?),
         None => None,
+    };
+    // A replay lasts until every body is sent; its run time is a limit, not the length.
+    let run_time = if replay.is_some() {
+        Some(run_time.unwrap_or(REPLAY_LIMIT))
+    } else {
+        run_time.or(file.run_time)
+    };
+    check_reports(&args.report_file)?;
+    if let Some(b) = &args.baseline_file {
+        let bytes =
+            std::fs::read(b).map_err(|e| format!("--baseline-file {b}: cannot read it: {e}"))?;
+        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
+            format!("--baseline-file {b}: not a JSON report of an earlier run ({e})")
+        })?;
+    }
+    let destination = destination(args)?;
+    let users = match &test_plan {
+        Some((_, max)) => *max,
+        None => args
+            .users
+            .or(file.users)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     };
     let seed = args.seed.unwrap_or_else(|| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);
         u64::from_le_bytes(b)
     });
-    Ok(Plan {
+    let plan = Plan {
         file,
         rules,
         run_time,
+        test_plan: test_plan.map(|(t, _)| t),
         replay,
         seed,
-    })
+        users,
+        destination,
+    };
+    // goose checks the remaining combinations itself: let it now, before anything starts.
+    goose::config::GooseConfiguration::parse_args_default(&goose_args(
+        args,
+        &plan,
+        "http://127.0.0.1",
+        &args.report_file,
+    ))
+    .map_err(|e| goose_error(&e))?;
+    Ok(plan)
 }
 
-/// The target: an explicit host, the connection string's endpoint, or the embedded double.
+/// Reads a `--bodies` file and checks it against the scenario: every body must have a
+/// step that sends it (or the replay could never end), every step a body it needs.
+fn read_replay(path: &Path, file: &ScenarioFile) -> Result<Bodies, String> {
+    let bodies = Bodies::read_file(path)?;
+    if let Bodies::Replay(r) = &bodies {
+        let used = file.endpoints();
+        for e in Endpoint::ALL {
+            let n = r.count(e);
+            if used.contains(&e) {
+                if e.request_body() == RequestBody::Required && n == 0 {
+                    return Err(format!(
+                        "{}: holds no {} body, which scenario {} needs",
+                        r.file,
+                        e.name(),
+                        file.source
+                    ));
+                }
+            } else if n > 0 {
+                return Err(format!(
+                    "{}: holds {n} {} bodies, but scenario {} never sends {}; they could never be sent",
+                    r.file,
+                    e.name(),
+                    file.source,
+                    e.request_name()
+                ));
+            }
+        }
+    }
+    Ok(bodies)
+}
+
+/// The target as decided from the options alone. No `--host` means the embedded double,
+/// whatever connection string is set: a user asking for the double must never load a
+/// paid service by accident.
+fn destination(args: &LoadArgs) -> Result<Destination, String> {
+    let Some(host) = &args.host else {
+        return Ok(Destination::Double {
+            unused_connection: args.connection_string.is_some(),
+        });
+    };
+    if crate::redact::looks_like_connection_string(host) {
+        return Err(format!(
+            "--host takes the target's URL, but it was given {}; pass the connection string with --connection-string (or ACS_CONNECTION_STRING) and its endpoint's URL as --host",
+            crate::redact::url(host)
+        ));
+    }
+    let url = url::Url::parse(host.trim())
+        .map_err(|e| format!("--host {}: not a URL: {e}", crate::redact::url(host)))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "--host {}: not an http(s) URL with a host",
+            crate::redact::url(host)
+        ));
+    }
+    let connection = match &args.connection_string {
+        Some(s) => s
+            .parse::<ConnectionString>()
+            .map_err(|e| format!("--connection-string: {e}"))?,
+        None => {
+            return Err(
+                "--host needs --connection-string (or ACS_CONNECTION_STRING) to sign requests"
+                    .into(),
+            );
+        }
+    };
+    Ok(Destination::Host { url, connection })
+}
+
+fn check_rate(rate: &str) -> Result<(), String> {
+    match rate.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(()),
+        _ => Err(format!(
+            "--increase-rate must be a number of users started per second above 0, e.g. 4 or 0.5; got {rate:?}"
+        )),
+    }
+}
+
+fn check_co_mitigation(mode: &str) -> Result<(), String> {
+    let known = ["average", "maximum", "minimum", "disabled"];
+    if known.iter().any(|k| k.eq_ignore_ascii_case(mode.trim())) {
+        Ok(())
+    } else {
+        Err(format!(
+            "--co-mitigation must be one of {}; got {mode:?}",
+            known.join(", ")
+        ))
+    }
+}
+
+/// Checks a goose test plan (`USERS,DURATION;...`) and returns it in goose's canonical
+/// form (durations in whole seconds) with its largest user count.
+fn canonical_test_plan(text: &str) -> Result<(String, usize), String> {
+    let fail = |step: usize, why: String| {
+        format!(
+            "--test-plan {text:?}: step {step}: {why} (format USERS,DURATION;USERS,DURATION..., e.g. \"10,30s;10,1m;0,10s\")"
+        )
+    };
+    let mut steps = Vec::new();
+    let mut max = 0;
+    for (i, step) in text.split(';').enumerate() {
+        let Some((users, duration)) = step.split_once(',') else {
+            return Err(fail(
+                i + 1,
+                format!("{:?} is not USERS,DURATION", step.trim()),
+            ));
+        };
+        let users: usize = users.trim().parse().map_err(|_| {
+            fail(
+                i + 1,
+                format!("{:?} is not a number of users", users.trim()),
+            )
+        })?;
+        let duration = duration.trim();
+        let secs = if !duration.is_empty() && duration.bytes().all(|b| b.is_ascii_digit()) {
+            duration
+                .parse::<u64>()
+                .map_err(|_| fail(i + 1, format!("{duration:?} is too long")))?
+        } else {
+            let d = crate::duration::parse(duration).map_err(|e| fail(i + 1, e))?;
+            if d.subsec_nanos() != 0 {
+                return Err(fail(
+                    i + 1,
+                    format!("{duration:?} is not a whole number of seconds"),
+                ));
+            }
+            d.as_secs()
+        };
+        max = max.max(users);
+        steps.push(format!("{users},{secs}"));
+    }
+    if max == 0 {
+        return Err(fail(1, "no step starts a user".into()));
+    }
+    Ok((steps.join(";"), max))
+}
+
+/// Report kinds by extension: goose picks the kind by it and refuses others later.
+const REPORT_KINDS: [&str; 4] = ["html", "htm", "json", "md"];
+
+/// Every report (and the thresholds file beside a JSON report) can be written.
+fn check_reports(reports: &[String]) -> Result<(), String> {
+    for report in reports {
+        let path = Path::new(report);
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        if !ext.as_deref().is_some_and(|e| REPORT_KINDS.contains(&e)) {
+            return Err(format!(
+                "--report-file {report}: the extension picks the report's kind: .html, .json or .md"
+            ));
+        }
+        output::check_writable(path).map_err(|e| format!("--report-file: {e}"))?;
+        if let Some(beside) = thresholds_path(report) {
+            output::check_writable(&beside).map_err(|e| format!("--report-file: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The thresholds file written beside a JSON report: `r.json` → `r.thresholds.json`.
+fn thresholds_path(report: &str) -> Option<PathBuf> {
+    let path = Path::new(report);
+    let ext = path.extension()?.to_str()?;
+    if !ext.eq_ignore_ascii_case("json") {
+        return None;
+    }
+    let stem = path.file_stem()?.to_string_lossy();
+    Some(path.with_file_name(format!("{stem}.thresholds.json")))
+}
+
+/// The target: an explicit host or the embedded double.
 struct Resolved {
     url: url::Url,
     connection: ConnectionString,
@@ -229,44 +472,42 @@ struct Resolved {
     _double: Option<embedded::Running>,
 }
 
-async fn resolve_target(args: &LoadArgs) -> Result<Resolved, String> {
-    let connection = match &args.connection_string {
-        Some(s) => Some(
-            s.parse::<ConnectionString>()
-                .map_err(|e| format!("--connection-string: {e}"))?,
-        ),
-        None => None,
-    };
-    let (url, connection, double) = match (&args.host, connection) {
-        (Some(host), Some(cs)) => (
-            url::Url::parse(host).map_err(|e| format!("--host {host:?}: {e}"))?,
-            cs,
-            None,
-        ),
-        (Some(_), None) => {
-            return Err(
-                "--host needs --connection-string (or ACS_CONNECTION_STRING) to sign requests"
-                    .into(),
-            );
+async fn resolve_target(args: &LoadArgs, destination: &Destination) -> Result<Resolved, String> {
+    match destination {
+        Destination::Host { url, connection } => {
+            output::println(&format!(
+                "load: target {} (--host)",
+                crate::redact::url(url.as_str())
+            ));
+            if url.query().is_some() {
+                output::eprintln(
+                    "note: the query string of --host is not sent (use --api-version for api-version)",
+                );
+            }
+            Ok(Resolved {
+                url: url.clone(),
+                connection: connection.clone(),
+                _double: None,
+            })
         }
-        (None, Some(cs)) => (cs.endpoint.clone(), cs, None),
-        (None, None) => {
+        Destination::Double { unused_connection } => {
             let running = embedded::start(&args.prefix, args.api_version.as_deref()).await?;
-            (
-                running.url.clone(),
-                running.connection.clone(),
-                Some(running),
-            )
+            output::println(&format!(
+                "load: target {} (the embedded double: no --host given)",
+                running.url
+            ));
+            if *unused_connection {
+                output::eprintln(
+                    "note: the connection string (--connection-string or ACS_CONNECTION_STRING) is not used without --host; to load its endpoint, pass that URL as --host",
+                );
+            }
+            Ok(Resolved {
+                url: running.url.clone(),
+                connection: running.connection.clone(),
+                _double: Some(running),
+            })
         }
-    };
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!("the target {url} is not an http(s) URL"));
     }
-    Ok(Resolved {
-        url,
-        connection,
-        _double: double,
-    })
 }
 
 /// `host[:port]` as the client sends it in the Host header (port only when not default).
@@ -311,38 +552,31 @@ async fn probe(
     }
 }
 
-/// The largest user count of a goose test plan (`users,time;...`), for sizing body pools.
-fn plan_users(plan: &str) -> usize {
-    plan.split(';')
-        .filter_map(|step| step.split(',').next()?.trim().parse::<usize>().ok())
-        .max()
-        .unwrap_or(1)
-}
-
 /// The goose command line the options map to; goose parses and checks it itself.
-fn goose_args(args: &LoadArgs, plan: &Plan, origin: &str, users: usize) -> Vec<String> {
+/// `reports` are the paths goose writes its reports to.
+fn goose_args(args: &LoadArgs, plan: &Plan, origin: &str, reports: &[String]) -> Vec<String> {
     let mut out: Vec<String> = vec!["--host".into(), origin.into()];
     let mut push = |flag: &str, value: &str| {
         out.push(flag.into());
         out.push(value.into());
     };
-    match &args.test_plan {
+    match &plan.test_plan {
         Some(test_plan) => push("--test-plan", test_plan),
         None => {
-            push("--users", &users.to_string());
+            push("--users", &plan.users.to_string());
             if let Some(rate) = args
                 .increase_rate
                 .as_deref()
                 .or(plan.file.increase_rate.as_deref())
             {
-                push("--increase-rate", rate);
+                push("--increase-rate", rate.trim());
             }
-            if let Some(t) = plan.run_time.or(plan.file.run_time) {
+            if let Some(t) = plan.run_time {
                 push("--run-time", &t.as_secs().to_string());
             }
         }
     }
-    for report in &args.report_file {
+    for report in reports {
         push("--report-file", report);
     }
     if let Some(b) = &args.baseline_file {
@@ -352,9 +586,9 @@ fn goose_args(args: &LoadArgs, plan: &Plan, origin: &str, users: usize) -> Vec<S
         push("--threshold", &rule.goose);
     }
     if let Some(mode) = &args.co_mitigation {
-        push("--co-mitigation", mode);
+        push("--co-mitigation", &mode.trim().to_ascii_lowercase());
     }
-    if args.test_plan.is_none() {
+    if plan.test_plan.is_none() {
         // Keep the ramp-up in the metrics: short runs would otherwise lose most samples.
         out.push("--no-reset-metrics".into());
     }
@@ -364,6 +598,9 @@ fn goose_args(args: &LoadArgs, plan: &Plan, origin: &str, users: usize) -> Vec<S
     if args.quiet {
         out.push("--quiet".into());
     }
+    // The harness prints goose's tables itself: scrubbed, on a stdout that may be
+    // closed, with the thresholds once in its own syntax.
+    out.push("--no-print-metrics".into());
     out.push("--no-telnet".into());
     out
 }
@@ -377,13 +614,98 @@ fn goose_error(e: &goose::GooseError) -> String {
     }
 }
 
+/// The files a run leaves: goose's reports (staged, then published scrubbed) and the
+/// thresholds file beside each JSON report.
+struct Outputs {
+    staging: Option<guard::Staging>,
+    thresholds: Vec<PathBuf>,
+}
+
+impl Outputs {
+    /// Removes what an earlier run left at the report paths (a report still there after
+    /// this run is this run's) and marks each thresholds file as a running run, so a run
+    /// killed outright never leaves an old `"passed": true` behind.
+    fn begin(args: &LoadArgs, rules: &[Rule], stop: &guard::Stop) -> Result<Outputs, String> {
+        let thresholds: Vec<PathBuf> = args
+            .report_file
+            .iter()
+            .filter_map(|r| thresholds_path(r))
+            .collect();
+        let placeholder = threshold::json(rules, &[], RunState::Running, None);
+        for path in &thresholds {
+            output::write_atomic(path, placeholder.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        for report in &args.report_file {
+            match std::fs::remove_file(report) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot replace {report}: {e}")),
+            }
+        }
+        let staging = if args.report_file.is_empty() {
+            None
+        } else {
+            Some(guard::Staging::new(&args.report_file, stop)?)
+        };
+        Ok(Outputs {
+            staging,
+            thresholds,
+        })
+    }
+
+    /// The paths goose writes its reports to.
+    fn goose_paths(&self) -> Vec<String> {
+        self.staging
+            .as_ref()
+            .map(guard::Staging::goose_paths)
+            .unwrap_or_default()
+    }
+
+    /// Publishes goose's reports (when it ran) and writes the thresholds files.
+    fn finish(
+        self,
+        stop: &guard::Stop,
+        rules: &[Rule],
+        results: &[goose::threshold::ThresholdResult],
+        state: RunState,
+        unsent: Option<Unsent>,
+        ran: bool,
+    ) {
+        if let Some(staging) = self.staging {
+            if ran {
+                staging.publish(stop);
+            } else {
+                staging.discard(stop);
+            }
+        }
+        let text = threshold::json(rules, results, state, unsent);
+        for path in &self.thresholds {
+            let _writing = stop.writing();
+            if let Err(e) = output::write_atomic(path, text.as_bytes()) {
+                output::eprintln(&format!("warning: cannot write {}: {e}", path.display()));
+            }
+        }
+    }
+}
+
 async fn execute(args: LoadArgs, plan: Plan) -> u8 {
-    let resolved = match resolve_target(&args).await {
-        Ok(r) => r,
+    let stop = guard::Stop::watch();
+    let outputs = match Outputs::begin(&args, &plan.rules, &stop) {
+        Ok(o) => o,
         Err(e) => {
-            eprintln!("error: {e}");
+            output::eprintln(&format!("error: {e}"));
             return EXIT_NOT_STARTED;
         }
+    };
+    let not_started = |outputs: Outputs, e: &str| {
+        output::eprintln(&format!("error: {e}"));
+        outputs.finish(&stop, &plan.rules, &[], RunState::NotStarted, None, false);
+        EXIT_NOT_STARTED
+    };
+    let resolved = match resolve_target(&args, &plan.destination).await {
+        Ok(r) => r,
+        Err(e) => return not_started(outputs, &e),
     };
     if let Err(e) = probe(
         &resolved.url,
@@ -393,8 +715,7 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
     )
     .await
     {
-        eprintln!("error: {e}");
-        return EXIT_NOT_STARTED;
+        return not_started(outputs, &e);
     }
     let url = &resolved.url;
     let origin = format!("{}://{}", url.scheme(), host_port(url));
@@ -411,36 +732,39 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
         ),
         None => String::new(),
     };
-    let users = match &args.test_plan {
-        Some(p) => plan_users(p),
-        None => args
-            .users
-            .or(plan.file.users)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-    };
     let config = match goose::config::GooseConfiguration::parse_args_default(&goose_args(
-        &args, &plan, &origin, users,
+        &args,
+        &plan,
+        &origin,
+        &outputs.goose_paths(),
     )) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {}", goose_error(&e));
-            return EXIT_NOT_STARTED;
-        }
+        Err(e) => return not_started(outputs, &goose_error(&e)),
     };
     let endpoints = plan.file.endpoints();
     let bodies = match plan.replay {
         Some(b) => b,
-        None => Bodies::generate(plan.seed, users, &endpoints, &generator),
+        None => Bodies::generate(plan.seed, plan.users, &endpoints, &generator),
     };
-    println!(
-        "load: scenario {} against {origin}{prefix} ({}), seed {}",
+    output::println(&format!(
+        "load: scenario {}{} ({}), seed {}",
         plan.file.source,
+        if prefix.is_empty() {
+            String::new()
+        } else {
+            format!(", path prefix {prefix}")
+        },
         match &bodies {
-            Bodies::Replay(r) => format!("replaying {} bodies from {}", r.len(), r.file),
+            Bodies::Replay(r) => format!(
+                "replaying {} bodies from {} until all are sent, limit {}s",
+                r.len(),
+                r.file,
+                plan.run_time.map_or(0, |t| t.as_secs())
+            ),
             Bodies::Generated { .. } => "generated bodies".into(),
         },
         plan.seed
-    );
+    ));
     let ctx = Arc::new(attack::Context {
         target: attack::Target {
             origin: origin.clone(),
@@ -454,54 +778,85 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
     });
     let mut attack = match goose::GooseAttack::initialize_with_config(config) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {}", goose_error(&e));
-            return EXIT_NOT_STARTED;
-        }
+        Err(e) => return not_started(outputs, &goose_error(&e)),
     };
     for s in &plan.file.scenarios {
         match attack::build(&ctx, s) {
             Ok(built) => attack = attack.register_scenario(built),
             Err(e) => {
-                eprintln!("error: scenario {}: {}", s.name, goose_error(&e));
-                return EXIT_NOT_STARTED;
+                return not_started(
+                    outputs,
+                    &format!("scenario {}: {}", s.name, goose_error(&e)),
+                );
             }
         }
     }
-    let (metrics, breached) = match attack.execute().await {
+    if stop.interrupted() {
+        output::eprintln("interrupted before the load started (exit 2)");
+        outputs.finish(&stop, &plan.rules, &[], RunState::Interrupted, None, false);
+        return EXIT_INTERRUPTED;
+    }
+    let executed = {
+        let _quiet = guard::QuietStdout::new();
+        attack.execute().await
+    };
+    let (mut metrics, breached) = match executed {
         Ok(m) => (m, false),
         Err(goose::GooseError::ThresholdsFailed { metrics, .. }) => (*metrics.0, true),
         Err(e) => {
-            eprintln!("error: {}", goose_error(&e));
+            let state = if stop.interrupted() {
+                RunState::Interrupted
+            } else {
+                RunState::NotStarted
+            };
+            output::eprintln(&format!("error: {}", goose_error(&e)));
+            outputs.finish(&stop, &plan.rules, &[], state, None, true);
             return EXIT_NOT_STARTED;
         }
     };
+    let results = std::mem::take(&mut metrics.thresholds);
+    output::print(&format!("{metrics}"));
     if !plan.rules.is_empty() {
-        println!("\nThresholds");
-        print!("{}", threshold::table(&plan.rules, &metrics.thresholds));
+        output::println("\nThresholds");
+        output::print(&threshold::table(&plan.rules, &results));
     }
-    let breached = breached || metrics.thresholds.iter().any(|r| !r.passed);
-    // goose's Ctrl-C handler stops the run through the killswitch; so does the end of
-    // a `--bodies` replay, which is a normal end.
-    let interrupted = goose::is_killswitch_triggered()
-        && !ctx
-            .all_bodies_sent
-            .load(std::sync::atomic::Ordering::Relaxed);
-    for report in args.report_file.iter().filter(|r| r.ends_with(".json")) {
-        let beside = format!("{}.thresholds.json", report.trim_end_matches(".json"));
-        if let Err(e) = std::fs::write(
-            &beside,
-            threshold::json(&plan.rules, &metrics.thresholds, interrupted),
-        ) {
-            eprintln!("warning: cannot write {beside}: {e}");
+    let breached = breached || results.iter().any(|r| !r.passed);
+    let interrupted = stop.interrupted();
+    let unsent = match &ctx.bodies {
+        Bodies::Replay(r)
+            if !interrupted
+                && !ctx
+                    .all_bodies_sent
+                    .load(std::sync::atomic::Ordering::Relaxed) =>
+        {
+            Some(Unsent {
+                unsent: r.remaining(),
+                total: r.len(),
+            })
         }
+        _ => None,
+    };
+    if let (Some(u), Bodies::Replay(r)) = (&unsent, &ctx.bodies) {
+        output::eprintln(&format!(
+            "load: the replay did not finish: {} of {} bodies from {} were not sent within the {}s limit; the target answered too slowly for it, or raise --run-time (exit {EXIT_BREACHED})",
+            u.unsent,
+            u.total,
+            r.file,
+            plan.run_time.map_or(0, |t| t.as_secs())
+        ));
     }
-    if breached {
+    let state = if interrupted {
+        RunState::Interrupted
+    } else {
+        RunState::Finished
+    };
+    outputs.finish(&stop, &plan.rules, &results, state, unsent, true);
+    if breached || unsent.is_some() {
         EXIT_BREACHED
     } else if interrupted {
-        eprintln!(
+        output::eprintln(&format!(
             "interrupted: the run did not finish; the thresholds held over the partial run, but it passes nothing (exit {EXIT_INTERRUPTED})"
-        );
+        ));
         EXIT_INTERRUPTED
     } else {
         EXIT_OK
@@ -550,7 +905,6 @@ mod embedded {
         let server = server.spawn();
         let url = url::Url::parse(server.uri())
             .map_err(|e| format!("the embedded double's address: {e}"))?;
-        println!("load: no --host given; started the embedded double at {url}");
         Ok(Running {
             url,
             connection: server.connection_string(),
@@ -564,28 +918,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn test_plan_users() {
-        assert_eq!(plan_users("10,30s;25,1m;0,10s"), 25);
-        assert_eq!(plan_users("garbage"), 1);
+    fn test_plans_are_checked_and_made_canonical() {
+        assert_eq!(
+            canonical_test_plan("10,30s;25,1m;0,10").unwrap(),
+            ("10,30;25,60;0,10".to_string(), 25)
+        );
+        for bad in [
+            "garbage", "10,30s;x", "0,10s", "10,1.5s", "ten,1s", "10,soon",
+        ] {
+            let e = canonical_test_plan(bad).unwrap_err();
+            assert!(
+                e.starts_with("--test-plan") && e.contains("USERS,DURATION"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
     fn options_map_onto_goose_configuration() {
         let args = LoadArgs {
-            report_file: vec!["r.html".into(), "r.json".into()],
             baseline_file: Some("base.json".into()),
-            co_mitigation: Some("average".into()),
+            co_mitigation: Some("Average".into()),
             increase_rate: Some("2.5".into()),
             ..Default::default()
         };
-        let plan = prepare(&LoadArgs {
+        let mut plan = prepare(&LoadArgs {
             scenario: Some("call-creation".into()),
             threshold: vec!["POST /calls:p95<300ms".into()],
             run_time: Some("7s".into()),
             ..Default::default()
         })
         .unwrap();
-        let a = goose_args(&args, &plan, "http://127.0.0.1:1", 3);
+        plan.users = 3;
+        let reports = ["r.html".to_string(), "r.json".to_string()];
+        let a = goose_args(&args, &plan, "http://127.0.0.1:1", &reports);
         let c = goose::config::GooseConfiguration::parse_args_default(&a).unwrap();
         assert_eq!(c.host.as_deref(), Some("http://127.0.0.1:1"));
         assert_eq!(c.users, Some(3));
@@ -596,21 +962,64 @@ mod tests {
         assert!(c.co_mitigation.is_some());
         assert!(c.no_reset_metrics && c.no_telnet && c.no_threshold_abort);
         assert!(
+            c.no_print_metrics,
+            "the harness prints goose's tables itself"
+        );
+        assert!(
             c.threshold
                 .contains(&"p95<300ms for POST /calls".to_string())
         );
         // The scenario's own thresholds come first.
         assert_eq!(c.threshold.len(), plan.file.thresholds.len() + 1);
 
-        let with_plan = LoadArgs {
-            test_plan: Some("4,2s;0,1s".into()),
-            ..Default::default()
-        };
+        plan.test_plan = Some("4,2;0,1".into());
         let c = goose::config::GooseConfiguration::parse_args_default(&goose_args(
-            &with_plan, &plan, "http://x", 4,
+            &args,
+            &plan,
+            "http://x",
+            &[],
         ))
         .unwrap();
         assert!(c.users.is_none() && !c.no_reset_metrics);
+    }
+
+    #[test]
+    fn a_replay_runs_until_every_body_is_sent_within_a_limit() {
+        let dir = std::env::temp_dir().join(format!("acs-load-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("b.jsonl");
+        let line = crate::generate::sample(&crate::generate::valid(Endpoint::CreateCall), 1, 1)[0]
+            .to_json_line();
+        std::fs::write(&path, line).unwrap();
+        let plan = prepare(&LoadArgs {
+            scenario: Some("call-creation".into()),
+            bodies: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        // Not the scenario's 15 s: that is for generated load.
+        assert_eq!(plan.run_time, Some(REPLAY_LIMIT));
+        let plan = prepare(&LoadArgs {
+            scenario: Some("call-creation".into()),
+            bodies: Some(path.clone()),
+            run_time: Some("3s".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(plan.run_time, Some(Duration::from_secs(3)));
+        // Bodies for an endpoint the scenario never calls could never be sent.
+        let play = crate::generate::sample(&crate::generate::valid(Endpoint::PlayAudio), 1, 1)[0]
+            .to_json_line();
+        std::fs::write(&path, play).unwrap();
+        let e = prepare(&LoadArgs {
+            scenario: Some("call-creation".into()),
+            bodies: Some(path),
+            ..Default::default()
+        })
+        .err()
+        .unwrap();
+        assert!(e.contains("never sends"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -632,9 +1041,52 @@ mod tests {
                 bodies: Some("/nonexistent/bodies.jsonl".into()),
                 ..Default::default()
             },
+            LoadArgs {
+                users: Some(0),
+                ..Default::default()
+            },
+            LoadArgs {
+                increase_rate: Some("fast".into()),
+                ..Default::default()
+            },
+            LoadArgs {
+                co_mitigation: Some("bogus".into()),
+                ..Default::default()
+            },
+            LoadArgs {
+                report_file: vec!["r.pdf".into()],
+                ..Default::default()
+            },
+            LoadArgs {
+                report_file: vec!["/nonexistent/dir/r.json".into()],
+                ..Default::default()
+            },
+            LoadArgs {
+                host: Some("endpoint=https://x.example/;accesskey=c2VjcmV0a2V5MTIz".into()),
+                connection_string: Some(
+                    "endpoint=https://x.example/;accesskey=c2VjcmV0a2V5MTIz".into(),
+                ),
+                ..Default::default()
+            },
         ];
         for args in bad {
-            assert!(prepare(&args).is_err());
+            let e = prepare(&args).err().unwrap_or_else(|| panic!("{args:?}"));
+            assert!(!e.contains("c2VjcmV0a2V5MTIz"), "{e}");
         }
+    }
+
+    #[test]
+    fn no_host_is_the_embedded_double_whatever_the_connection_string() {
+        let plan = prepare(&LoadArgs {
+            connection_string: Some("endpoint=https://paid.example/;accesskey=a2V5a2V5a2V5".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(matches!(
+            plan.destination,
+            Destination::Double {
+                unused_connection: true
+            }
+        ));
     }
 }

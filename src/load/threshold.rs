@@ -105,10 +105,51 @@ pub fn table(rules: &[Rule], results: &[ThresholdResult]) -> String {
     out
 }
 
+/// How a run ended, as the thresholds file states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Written when the load starts: a file still saying so belongs to a run that was
+    /// killed outright, and passes nothing.
+    Running,
+    /// The run stopped before any load (unreachable target, rejected key).
+    NotStarted,
+    /// Ctrl-C or SIGTERM cut the run short.
+    Interrupted,
+    /// The run ended by itself (run time over, every replayed body sent, or a threshold
+    /// abort).
+    Finished,
+}
+
+impl RunState {
+    fn name(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::NotStarted => "not-started",
+            RunState::Interrupted => "interrupted",
+            RunState::Finished => "finished",
+        }
+    }
+}
+
+/// A `--bodies` replay that ended before every body was sent: how many were not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsent {
+    /// Bodies never sent.
+    pub unsent: usize,
+    /// Bodies the file holds.
+    pub total: usize,
+}
+
 /// The thresholds and their outcome as JSON, written beside each JSON report (goose's
-/// report holds them too, in goose's syntax, under `raw_metrics.thresholds`), with
-/// whether Ctrl-C cut the run short: thresholds that held over a partial run pass nothing.
-pub fn json(rules: &[Rule], results: &[ThresholdResult], interrupted: bool) -> String {
+/// report holds them too, in goose's syntax, under `raw_metrics.thresholds`). `passed`
+/// is true only for a finished run whose every rule held and, in a replay, whose every
+/// body was sent: thresholds that held over a partial run pass nothing.
+pub fn json(
+    rules: &[Rule],
+    results: &[ThresholdResult],
+    state: RunState,
+    unsent: Option<Unsent>,
+) -> String {
     let rows: Vec<serde_json::Value> = rules
         .iter()
         .enumerate()
@@ -126,10 +167,18 @@ pub fn json(rules: &[Rule], results: &[ThresholdResult], interrupted: bool) -> S
     let all = rows
         .iter()
         .all(|r| r["passed"] == serde_json::Value::Bool(true));
-    serde_json::to_string_pretty(
-        &serde_json::json!({ "passed": all, "interrupted": interrupted, "thresholds": rows }),
-    )
-    .unwrap_or_default()
+    let mut doc = serde_json::json!({
+        "passed": all && state == RunState::Finished && unsent.is_none(),
+        "state": state.name(),
+        "interrupted": state != RunState::Finished,
+        "thresholds": rows,
+    });
+    if let Some(u) = unsent {
+        doc["bodiesNotSent"] = u.unsent.into();
+        doc["bodiesInFile"] = u.total.into();
+    }
+    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    crate::redact::scrub(&text).into_owned()
 }
 
 #[cfg(test)]
@@ -183,5 +232,41 @@ mod tests {
         assert!(t.contains("POST /calls:p95<300ms  12ms"), "{t}");
         assert!(t.contains("PASS"));
         assert!(table(&rules, &[]).contains("FAIL"));
+    }
+
+    #[test]
+    fn thresholds_file_passes_only_a_finished_complete_run() {
+        let rules = vec![Rule::parse("POST /calls:p95<300ms").unwrap()];
+        let results = vec![ThresholdResult {
+            rule: rules[0].goose.clone(),
+            observed: "12ms".into(),
+            value: Some(12.0),
+            passed: true,
+            aborted: false,
+        }];
+        let parse = |t: String| serde_json::from_str::<serde_json::Value>(&t).unwrap();
+        let done = parse(json(&rules, &results, RunState::Finished, None));
+        assert_eq!(done["passed"], true);
+        assert_eq!(done["interrupted"], false);
+        for state in [
+            RunState::Running,
+            RunState::NotStarted,
+            RunState::Interrupted,
+        ] {
+            let v = parse(json(&rules, &results, state, None));
+            assert_eq!(v["passed"], false, "{v}");
+            assert_eq!(v["interrupted"], true, "{v}");
+        }
+        let short = parse(json(
+            &rules,
+            &results,
+            RunState::Finished,
+            Some(Unsent {
+                unsent: 3,
+                total: 10,
+            }),
+        ));
+        assert_eq!(short["passed"], false);
+        assert_eq!(short["bodiesNotSent"], 3);
     }
 }

@@ -155,7 +155,7 @@ pub struct QuietStdout {
 impl QuietStdout {
     /// Points standard output at `/dev/null` until dropped; on any failure it is left as
     /// it is (goose then prints there, as it always did).
-    pub fn new() -> QuietStdout {
+    pub fn begin() -> QuietStdout {
         #[cfg(unix)]
         {
             use std::io::Write;
@@ -191,7 +191,7 @@ impl Drop for QuietStdout {
             use std::io::Write;
             use std::os::fd::AsRawFd;
             let _ = std::io::stdout().lock().flush();
-            // SAFETY: as in `new`; puts the original standard output back on descriptor 1.
+            // SAFETY: as in `begin`; puts the original standard output back on descriptor 1.
             unsafe {
                 libc::dup2(saved.as_raw_fd(), libc::STDOUT_FILENO);
             }
@@ -241,11 +241,12 @@ impl log::Log for GooseLog {
     fn flush(&self) {}
 }
 
-/// goose lines the harness says better itself: failed thresholds (its table, in the
-/// harness's syntax), goose's notes that its logger and Ctrl-C handler are not used, and
+/// goose lines the harness says better itself: thresholds in goose's syntax (the
+/// harness prints its table in its own), goose's notes that its logger and Ctrl-C handler are not used, and
 /// the private paths its reports are staged at (the harness names the real ones).
 fn skipped(text: &str) -> bool {
     (text.starts_with("threshold ") && text.contains(" failed"))
+        || text.starts_with("threshold = ")
         || text.contains(STAGING_PREFIX)
         || text.starts_with("reset ctrl-c handler")
         || text.starts_with("failed to initialize CombinedLogger")

@@ -333,14 +333,21 @@ fn destination(args: &LoadArgs) -> Result<Destination, String> {
             unused_connection: args.connection_string.is_some(),
         });
     };
-    if crate::redact::looks_like_connection_string(host) {
-        return Err(format!(
-            "--host takes the target's URL, but it was given {}; pass the connection string with --connection-string (or ACS_CONNECTION_STRING) and its endpoint's URL as --host",
-            crate::redact::url(host)
-        ));
-    }
-    let url = url::Url::parse(host.trim())
-        .map_err(|e| format!("--host {}: not a URL: {e}", crate::redact::url(host)))?;
+    let url = match url::Url::parse(host.trim()) {
+        Ok(u) => u,
+        Err(_) if crate::redact::looks_like_connection_string(host) => {
+            return Err(format!(
+                "--host takes the target's URL, but it was given {}; pass the connection string with --connection-string (or ACS_CONNECTION_STRING) and its endpoint's URL as --host",
+                crate::redact::url(host)
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "--host {}: not a URL: {e}",
+                crate::redact::url(host)
+            ));
+        }
+    };
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(format!(
             "--host {}: not an http(s) URL with a host",
@@ -797,7 +804,7 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
         return EXIT_INTERRUPTED;
     }
     let executed = {
-        let _quiet = guard::QuietStdout::new();
+        let _quiet = guard::QuietStdout::begin();
         attack.execute().await
     };
     let (mut metrics, breached) = match executed {
@@ -990,7 +997,7 @@ mod tests {
         let path = dir.join("b.jsonl");
         let line = crate::generate::sample(&crate::generate::valid(Endpoint::CreateCall), 1, 1)[0]
             .to_json_line();
-        std::fs::write(&path, line).unwrap();
+        std::fs::write(&path, &line).unwrap();
         let plan = prepare(&LoadArgs {
             scenario: Some("call-creation".into()),
             bodies: Some(path.clone()),
@@ -1010,7 +1017,7 @@ mod tests {
         // Bodies for an endpoint the scenario never calls could never be sent.
         let play = crate::generate::sample(&crate::generate::valid(Endpoint::PlayAudio), 1, 1)[0]
             .to_json_line();
-        std::fs::write(&path, play).unwrap();
+        std::fs::write(&path, format!("{line}\n{play}\n")).unwrap();
         let e = prepare(&LoadArgs {
             scenario: Some("call-creation".into()),
             bodies: Some(path),

@@ -329,6 +329,10 @@ fn read_replay(path: &Path, file: &ScenarioFile) -> Result<Bodies, String> {
 /// paid service by accident.
 fn destination(args: &LoadArgs) -> Result<Destination, String> {
     let Some(host) = &args.host else {
+        // Not used, but its key must still never be printed: parsing registers it.
+        if let Some(s) = &args.connection_string {
+            let _ = s.parse::<ConnectionString>();
+        }
         return Ok(Destination::Double {
             unused_connection: args.connection_string.is_some(),
         });

@@ -145,7 +145,9 @@ impl Client {
         let base = url::Url::parse(&shown)
             .map_err(|_| ClientError::Config(format!("{shown} is not a URL")))?;
         if !matches!(base.scheme(), "http" | "https") {
-            return Err(ClientError::Config(format!("{shown} is not an http(s) URL")));
+            return Err(ClientError::Config(format!(
+                "{shown} is not an http(s) URL"
+            )));
         }
         let host = match (base.host_str(), base.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
@@ -357,7 +359,9 @@ impl Client {
 fn is_parse_error(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(e);
     while let Some(s) = source {
-        if s.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse) {
+        if s.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
             return true;
         }
         source = s.source();
@@ -473,9 +477,19 @@ mod tests {
         let key = AccessKey::from_base64("a2V5").unwrap();
         let s = Signer::new(&key);
         let d = Duration::from_secs(1);
-        let c = Client::new("http://127.0.0.1:9/?accesskey=c2VjcmV0LXF1ZXJ5LWtleQ==&sig=s3cr3t-sig-value", "", None, s.clone(), d).unwrap();
+        let c = Client::new(
+            "http://127.0.0.1:9/?accesskey=c2VjcmV0LXF1ZXJ5LWtleQ==&sig=s3cr3t-sig-value",
+            "",
+            None,
+            s.clone(),
+            d,
+        )
+        .unwrap();
         let shown = format!("{c:?} {}", c.base());
-        assert!(!shown.contains("c2VjcmV0") && !shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            !shown.contains("c2VjcmV0") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
         let cs = "endpoint=https://x.example/;accesskey=c2VjcmV0LWNvbm5lY3Rpb24tc3RyaW5n";
         let e = Client::new(cs, "", None, s, d).unwrap_err().to_string();
         assert!(!e.contains("c2VjcmV0LWNvbm5lY3Rpb24tc3RyaW5n"), "{e}");

@@ -115,14 +115,14 @@ fn fail2(reason: &str) -> ExitCode {
 /// target, a target that is no http(s) URL, report paths that cannot be written.
 fn check_options(args: &ContractArgs) -> Result<(), String> {
     if let Some(t) = &args.target {
-        if redact::looks_like_connection_string(t) {
+        let ok = url::Url::parse(t.trim())
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        if !ok && redact::looks_like_connection_string(t) {
             return Err(format!(
                 "--target got {}; pass the service URL in --target and the connection string in --connection-string or {CONNECTION_STRING_ENV}",
                 redact::url(t)
             ));
         }
-        let ok = url::Url::parse(t.trim())
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
         if !ok {
             return Err(format!(
                 "--target must be an http(s) URL with a host, got {}",

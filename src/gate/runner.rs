@@ -1435,4 +1435,3 @@ async fn run_all(ctx: Ctx, wave: usize, timeout: Duration) {
         ctx.hang_up(c).await;
     }
 }
-

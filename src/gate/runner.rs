@@ -1321,8 +1321,10 @@ async fn first_wave(ctx: &Ctx, n: usize, timeout: Duration) -> Vec<String> {
         ctx.abort(reason);
         return Vec::new();
     }
-    if replies.iter().all(|r| r.status == 401) {
-        ctx.abort(key_rejected(&replies[0]));
+    if let Some(first) = replies.first()
+        && replies.iter().all(|r| r.status == 401)
+    {
+        ctx.abort(key_rejected(first));
         return Vec::new();
     }
     replies

@@ -110,9 +110,10 @@ fn run_spec(args: &SpecArgs) -> ExitCode {
     };
     match written {
         Ok(()) => ExitCode::SUCCESS,
+        // Exit 1 means a contract deviation; a failed write is "could not run".
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+            crate::output::eprintln(&format!("error: {e}"));
+            ExitCode::from(2)
         }
     }
 }
@@ -142,12 +143,12 @@ fn random_seed() -> u64 {
 
 fn run_generate(args: &GenerateArgs) -> ExitCode {
     let seed = args.seed.unwrap_or_else(random_seed);
-    eprintln!("seed: {seed}");
+    crate::output::eprintln(&format!("seed: {seed}"));
     let strategy = if args.invalid {
         match generate::invalid(args.endpoint) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("error: {e}");
+                crate::output::eprintln(&format!("error: {e}"));
                 return ExitCode::from(2);
             }
         }
@@ -159,8 +160,8 @@ fn run_generate(args: &GenerateArgs) -> ExitCode {
         // The reader went away (`| head`): it has what it wanted.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: writing to stdout: {e}");
-            ExitCode::FAILURE
+            crate::output::eprintln(&format!("error: writing to stdout: {e}"));
+            ExitCode::from(2)
         }
     }
 }

@@ -3,10 +3,20 @@
 //! deliberate signing faults for the authentication checks.
 
 use crate::auth::{SignedHeaders, Signer, content_hash, format_date};
+use crate::redact;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Response bodies are read up to this many bytes; the rest is dropped and reported.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The longest request URL the client sends. RFC 9110 §4.1 asks servers to take request
+/// targets of at least 8000 octets; a longer one (built from a server-supplied id) is
+/// refused here, as a request that cannot be sent, not as an unreachable target.
+pub const MAX_URL_BYTES: usize = 8000;
+
+/// The connect timeout when none is given: a connect that has not completed by then
+/// (a black-holed address, a full backlog) is an unreachable target.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a request is authenticated; everything but `Signed` is a deliberate fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,12 +51,12 @@ pub enum ClientError {
     /// Bad base URL or options.
     #[error("invalid target: {0}")]
     Config(String),
-    /// The connection could not be made (refused, DNS, TLS).
+    /// The connection could not be made (refused, DNS, TLS, no connect in time).
     #[error("cannot connect to {target}: {reason}")]
     Connect {
-        /// The target URL.
+        /// The target URL, redacted (scheme, host, port, path).
         target: String,
-        /// The cause chain, in words.
+        /// The cause chain, in words, scrubbed.
         reason: String,
     },
     /// No complete answer within the timeout.
@@ -55,6 +65,13 @@ pub enum ClientError {
     /// The connection broke while the response was being read.
     #[error("the response broke off: {0}")]
     Interrupted(String),
+    /// The peer answered with something that is not HTTP.
+    #[error("the answer is not HTTP: {0}")]
+    NotHttp(String),
+    /// The request could not be built from its parts (e.g. a URL longer than
+    /// [`MAX_URL_BYTES`] from a server-supplied id); nothing was sent.
+    #[error("the request could not be sent: {0}")]
+    Unsendable(String),
 }
 
 impl ClientError {
@@ -79,6 +96,8 @@ pub struct Reply {
     pub truncated: bool,
     /// Time to the complete response.
     pub elapsed: Duration,
+    /// The `Date` header, if any (tells clock skew when a signature is rejected).
+    pub date: Option<String>,
 }
 
 /// A signed client for one target.
@@ -91,10 +110,12 @@ pub struct Client {
     api_version: Option<String>,
     signer: Signer,
     timeout: Duration,
+    connect_timeout: Duration,
 }
 
 impl Client {
-    /// A client for `base` (http or https), with an optional path prefix and api-version.
+    /// A client for `base` (http or https), with an optional path prefix and api-version;
+    /// the connect timeout is `timeout`, at most [`DEFAULT_CONNECT_TIMEOUT`].
     pub fn new(
         base: &str,
         prefix: &str,
@@ -102,28 +123,41 @@ impl Client {
         signer: Signer,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
-        let base = url::Url::parse(base).map_err(|e| {
-            // An unparsable URL may still carry `user:password@`: never echo it then.
-            let shown = if base.contains('@') {
-                "the target"
-            } else {
-                base
-            };
-            ClientError::Config(format!("{shown:?} is not a URL ({e})"))
-        })?;
-        let base = without_credentials(base);
+        let connect = timeout.min(DEFAULT_CONNECT_TIMEOUT);
+        Client::with_timeouts(base, prefix, api_version, signer, timeout, connect)
+    }
+
+    /// [`Client::new`] with an explicit connect timeout.
+    pub fn with_timeouts(
+        base: &str,
+        prefix: &str,
+        api_version: Option<&str>,
+        signer: Signer,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let shown = redact::url(base);
+        if let Err(e) = url::Url::parse(base.trim()) {
+            return Err(ClientError::Config(format!("{shown} is not a URL ({e})")));
+        }
+        // Only what the redactor keeps (scheme, host, port, path) is ever used: userinfo,
+        // query and fragment of the given URL are neither sent nor shown.
+        let base = url::Url::parse(&shown)
+            .map_err(|_| ClientError::Config(format!("{shown} is not a URL")))?;
         if !matches!(base.scheme(), "http" | "https") {
-            return Err(ClientError::Config(format!("{base} is not an http(s) URL")));
+            return Err(ClientError::Config(format!(
+                "{shown} is not an http(s) URL"
+            )));
         }
         let host = match (base.host_str(), base.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_string(),
-            (None, _) => return Err(ClientError::Config(format!("{base} has no host"))),
+            (None, _) => return Err(ClientError::Config(format!("{shown} has no host"))),
         };
         let prefix = normalise_prefix(prefix);
         let http = reqwest::Client::builder()
             .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .connect_timeout(connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
@@ -135,6 +169,7 @@ impl Client {
             api_version: api_version.map(str::to_string),
             signer,
             timeout,
+            connect_timeout,
         })
     }
 
@@ -179,8 +214,14 @@ impl Client {
         auth: AuthMode,
     ) -> Result<Reply, ClientError> {
         let url = self.url(path);
-        let parsed =
-            url::Url::parse(&url).map_err(|e| ClientError::Config(format!("{url:?}: {e}")))?;
+        if url.len() > MAX_URL_BYTES {
+            return Err(ClientError::Unsendable(format!(
+                "the URL would be {} bytes, more than {MAX_URL_BYTES}",
+                url.len()
+            )));
+        }
+        let parsed = url::Url::parse(&url)
+            .map_err(|e| ClientError::Unsendable(format!("{}: {e}", redact::clip(&url, 200))))?;
         // The signature covers the path and query exactly as they go on the wire.
         let signed_path = match parsed.query() {
             Some(q) => format!("{}?{q}", parsed.path()),
@@ -259,6 +300,7 @@ impl Client {
         let status = resp.status().as_u16();
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let allow = header(reqwest::header::ALLOW);
+        let date = header(reqwest::header::DATE);
         let mut body = Vec::new();
         let mut truncated = false;
         loop {
@@ -274,7 +316,7 @@ impl Client {
                 }
                 Ok(None) => break,
                 Err(e) if e.is_timeout() => return Err(ClientError::Timeout(self.timeout)),
-                Err(e) => return Err(ClientError::Interrupted(error_chain(&e))),
+                Err(e) => return Err(ClientError::Interrupted(scrubbed_chain(&e))),
             }
         }
         Ok(Reply {
@@ -284,29 +326,61 @@ impl Client {
             body,
             truncated,
             elapsed: started.elapsed(),
+            date,
         })
     }
 
     fn classify(&self, e: &reqwest::Error) -> ClientError {
-        if e.is_timeout() {
-            ClientError::Timeout(self.timeout)
-        } else if e.is_connect() || e.is_builder() {
+        // A connect timeout is both a connect and a timeout error: it is the former, a
+        // target whose connect cannot complete is unreachable.
+        if e.is_connect() {
+            let reason = if e.is_timeout() {
+                format!("no connection within {:?}", self.connect_timeout)
+            } else {
+                scrubbed_chain(e)
+            };
             ClientError::Connect {
-                target: self.base.to_string(),
-                reason: error_chain(e),
+                target: redact::url(self.base.as_str()),
+                reason,
             }
+        } else if e.is_timeout() {
+            ClientError::Timeout(self.timeout)
+        } else if e.is_builder() {
+            ClientError::Unsendable(scrubbed_chain(e))
+        } else if is_parse_error(e) {
+            ClientError::NotHttp(scrubbed_chain(e))
         } else {
-            ClientError::Interrupted(error_chain(e))
+            ClientError::Interrupted(scrubbed_chain(e))
         }
     }
 }
 
-/// The URL without `user:password@`, which this client never sends and never prints.
-fn without_credentials(mut u: url::Url) -> url::Url {
-    // Both setters only fail for URLs that cannot have credentials at all.
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u
+/// Whether hyper could not parse the answer as HTTP (e.g. "invalid HTTP version parsed").
+fn is_parse_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// [`error_chain`] with URLs replaced by their redacted form and secrets scrubbed:
+/// reqwest's messages carry the full request URL.
+fn scrubbed_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let text = error_chain(e);
+    let urls = regex::Regex::new(r"https?://[^\s)]+");
+    let text = match urls {
+        Ok(re) => re
+            .replace_all(&text, |c: &regex::Captures<'_>| redact::url(&c[0]))
+            .into_owned(),
+        Err(_) => text,
+    };
+    redact::clip(&text, 500)
 }
 
 /// `/calling/` → `/calling`, `calling` → `/calling`, `` → ``.
@@ -396,5 +470,28 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.is_unreachable(), "{e}");
+    }
+
+    #[test]
+    fn query_strings_and_connection_strings_are_never_shown() {
+        let key = AccessKey::from_base64("a2V5").unwrap();
+        let s = Signer::new(&key);
+        let d = Duration::from_secs(1);
+        let c = Client::new(
+            "http://127.0.0.1:9/?accesskey=c2VjcmV0LXF1ZXJ5LWtleQ==&sig=s3cr3t-sig-value",
+            "",
+            None,
+            s.clone(),
+            d,
+        )
+        .unwrap();
+        let shown = format!("{c:?} {}", c.base());
+        assert!(
+            !shown.contains("c2VjcmV0") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+        let cs = "endpoint=https://x.example/;accesskey=c2VjcmV0LWNvbm5lY3Rpb24tc3RyaW5n";
+        let e = Client::new(cs, "", None, s, d).unwrap_err().to_string();
+        assert!(!e.contains("c2VjcmV0LWNvbm5lY3Rpb24tc3RyaW5n"), "{e}");
     }
 }

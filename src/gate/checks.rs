@@ -160,6 +160,17 @@ pub fn judge(endpoint: Endpoint, expect: &Expect, reply: &Reply) -> Result<(), M
             )
             .err()
             .unwrap_or_default();
+            if endpoint == Endpoint::CreateCall
+                && let Some(why) = call_leg_id(&reply.body)
+                    .as_deref()
+                    .and_then(unusable_call_id)
+            {
+                v.push(Violation {
+                    path: "callLegId".into(),
+                    rule: Rule::TooLarge,
+                    message: why,
+                });
+            }
             if !reply.body.is_empty()
                 && !reply
                     .content_type
@@ -261,6 +272,33 @@ pub fn judge(endpoint: Endpoint, expect: &Expect, reply: &Reply) -> Result<(), M
     }
 }
 
+/// The longest percent-encoded `callLegId` the gate takes. The id is the `{callId}` path
+/// segment of every other endpoint, and a request target must stay within what servers
+/// accept (RFC 9110 §4.1 asks for at least 8000 octets), with room for a prefix, a
+/// participant id and the query.
+pub const MAX_CALL_ID_URL_BYTES: usize = 2048;
+
+/// The `callLegId` string of a create-call answer, if it has one.
+pub fn call_leg_id(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get("callLegId")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Why a `callLegId` cannot serve as the `{callId}` of the other endpoints, if it cannot;
+/// the value itself is shown cut, with its size.
+pub fn unusable_call_id(id: &str) -> Option<String> {
+    let encoded = crate::contract::encode_segment(id).len();
+    (encoded > MAX_CALL_ID_URL_BYTES).then(|| {
+        format!(
+            "callLegId {} is {encoded} bytes as a URL path segment; as the {{callId}} of every other endpoint it must fit in {MAX_CALL_ID_URL_BYTES}",
+            crate::redact::clip(id, 64)
+        )
+    })
+}
+
 /// The `error_shape` verdict on any reply with status ≥ 400 (not for `HEAD`).
 pub fn error_shape(reply: &Reply) -> Result<(), Vec<Violation>> {
     validate_error_body(reply.content_type.as_deref(), &reply.body)
@@ -312,6 +350,7 @@ mod tests {
             body: body.as_bytes().to_vec(),
             truncated: false,
             elapsed: Duration::ZERO,
+            date: None,
         }
     }
 

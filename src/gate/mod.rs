@@ -2,8 +2,8 @@
 //! against CONTRACT.md and fails a CI step, with a replayable case, when it deviates.
 //!
 //! Exit codes: 0 every check passed; 1 any violation (also when interrupted after
-//! finding one); 2 the gate could not run (bad options, target unreachable) or was
-//! interrupted before it found anything.
+//! finding one); 2 the gate could not run (bad options, target unreachable, key
+//! rejected, no answer, not HTTP) or was interrupted before it found anything.
 
 pub mod cases;
 pub mod checks;
@@ -16,6 +16,8 @@ pub use runner::{GateConfig, run_gate, sample_valid};
 
 use crate::auth::ConnectionString;
 use crate::contract::Endpoint;
+use crate::output;
+use crate::redact;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +59,13 @@ pub struct ContractArgs {
     /// Per-request timeout (e.g. 10s, 500ms, 1m).
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// A TCP/TLS connect that has not completed by then makes the target unreachable (exit 2).
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Budget of the whole run; what has not run by then is reported as not run and the
+    /// run ends as incomplete (exit 2, or 1 when a violation was found).
+    #[arg(long, value_name = "DUR", default_value = "3m", value_parser = parse_duration)]
+    pub max_run_time: Duration,
     /// Requests in flight at most.
     #[arg(long, value_name = "K", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
@@ -98,11 +107,52 @@ pub fn run(args: ContractArgs) -> ExitCode {
 }
 
 fn fail2(reason: &str) -> ExitCode {
-    eprintln!("acs-harness contract: {reason}");
+    output::eprintln(&format!("acs-harness contract: {reason}"));
     ExitCode::from(2)
 }
 
+/// The errors that can be known before any work: a connection string given as the
+/// target, a target that is no http(s) URL, report paths that cannot be written.
+fn check_options(args: &ContractArgs) -> Result<(), String> {
+    if let Some(t) = &args.target {
+        let ok = url::Url::parse(t.trim())
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        if !ok && redact::looks_like_connection_string(t) {
+            return Err(format!(
+                "--target got {}; pass the service URL in --target and the connection string in --connection-string or {CONNECTION_STRING_ENV}",
+                redact::url(t)
+            ));
+        }
+        if !ok {
+            return Err(format!(
+                "--target must be an http(s) URL with a host, got {}",
+                redact::url(t)
+            ));
+        }
+    }
+    for path in [&args.junit, &args.json].into_iter().flatten() {
+        output::check_writable(path)?;
+    }
+    Ok(())
+}
+
+/// Makes Ctrl-C and SIGTERM no longer end the process outright: from here on they stop
+/// the run, which still writes its reports (the gate listens for them while it runs).
+fn take_over_signals() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        // The listeners are dropped at once; the handlers stay installed for good.
+        let _ = signal(SignalKind::interrupt());
+        let _ = signal(SignalKind::terminate());
+    }
+}
+
 async fn run_async(args: ContractArgs) -> ExitCode {
+    if let Err(e) = check_options(&args) {
+        return fail2(&e);
+    }
+    take_over_signals();
     let seed = args.seed.unwrap_or_else(rand_seed);
     let endpoints = if args.only.is_empty() {
         Endpoint::ALL.to_vec()
@@ -125,6 +175,7 @@ async fn run_async(args: ContractArgs) -> ExitCode {
                     "--target needs the target's access key: pass --connection-string 'endpoint=...;accesskey=...' or set {CONNECTION_STRING_ENV}"
                 ));
             };
+            redact::register_secret(cs);
             match cs.parse::<ConnectionString>() {
                 Ok(c) => (t.clone(), c, false),
                 Err(e) => return fail2(&format!("bad connection string: {e}")),
@@ -144,38 +195,48 @@ async fn run_async(args: ContractArgs) -> ExitCode {
     config.cases = args.cases;
     config.seed = seed;
     config.timeout = args.timeout;
+    config.connect_timeout = args.connect_timeout;
+    config.max_run_time = args.max_run_time;
     config.concurrency = usize::from(args.concurrency);
     config.endpoints = endpoints;
     config.embedded = embedded;
     config.replay = replay_command(&args, seed);
     config.handle_ctrl_c = true;
     config.progress = std::io::stderr().is_terminal();
+    let shown = if embedded {
+        format!("the embedded double at {}", redact::url(&config.target))
+    } else {
+        redact::url(&config.target)
+    };
+    output::println(&format!("acs-harness contract: target {shown}"));
     let report = run_gate(config).await;
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    if let RunEnd::Aborted(reason) = &report.end
-        && report.requests <= 1
-        && !report.has_failures()
-    {
-        // Nothing to tabulate: say why in one line.
-        return fail2(reason);
+    // An aborted run with nothing found has nothing to tabulate: its reason goes to
+    // stderr in one line (the reports still record it as an error).
+    let table_worth = !matches!(report.end, RunEnd::Aborted(_)) || report.has_failures();
+    if table_worth {
+        output::print(&report.render_terminal(color));
     }
-    print!("{}", report.render_terminal(color));
     let mut code = report.exit_code();
-    if let Some(path) = &args.junit
-        && let Err(e) = std::fs::write(path, report.to_junit())
-    {
-        eprintln!("acs-harness contract: cannot write {}: {e}", path.display());
-        code = code.max(2);
+    let mut write = |path: &PathBuf, text: String| {
+        let clean = redact::scrub(&text);
+        if let Err(e) = output::write_atomic(path, clean.as_bytes()) {
+            output::eprintln(&format!(
+                "acs-harness contract: cannot write {}: {e}",
+                path.display()
+            ));
+            code = code.max(2);
+        }
+    };
+    if let Some(path) = &args.junit {
+        write(path, report.to_junit());
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
-        if let Err(e) = std::fs::write(path, text + "\n") {
-            eprintln!("acs-harness contract: cannot write {}: {e}", path.display());
-            code = code.max(2);
-        }
+        write(path, text + "\n");
     }
     if let RunEnd::Aborted(reason) = &report.end {
-        eprintln!("acs-harness contract: {reason}");
+        output::eprintln(&format!("acs-harness contract: {reason}"));
     }
     ExitCode::from(code)
 }
@@ -185,7 +246,7 @@ fn replay_command(args: &ContractArgs, seed: u64) -> String {
     let mut s = String::from("acs-harness contract");
     if let Some(t) = &args.target {
         // Userinfo in the URL would be a credential: never printed.
-        let t = runner::redact_url(t);
+        let t = redact::url(t);
         s.push_str(&format!(" --target {}", report::shell_quote(t.as_bytes())));
     }
     if !args.prefix.is_empty() {

@@ -2,7 +2,9 @@
 //! failure and its replayable `curl`, JUnit XML for CI, and JSON.
 //!
 //! No rendering ever contains the access key, a signature or the connection string:
-//! failures carry a `curl` whose `Authorization` is the placeholder `<signed>`.
+//! failures carry a `curl` whose `Authorization` is the placeholder `<signed>`, every
+//! text a failure carries is scrubbed ([`crate::redact::scrub`]) and cut
+//! ([`MAX_TEXT_CHARS`]) when it is recorded, and every rendering is scrubbed again.
 
 use super::checks::Check;
 use crate::contract::{Endpoint, Violation};
@@ -16,6 +18,10 @@ pub const MAX_FAILURES_PER_CELL: usize = 20;
 
 /// Failure details the terminal shows per endpoint × check (the shrunk case first).
 pub const TERMINAL_FAILURES_PER_CELL: usize = 3;
+
+/// Characters kept of any text a failure carries (server-supplied text mostly); the
+/// rest is cut with the full size stated.
+pub const MAX_TEXT_CHARS: usize = 2000;
 
 /// One failed case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,7 +68,7 @@ pub enum RunEnd {
     Completed,
     /// Ctrl-C stopped it; results are partial.
     Interrupted,
-    /// The overall deadline (cases × timeout) passed; results are partial.
+    /// The run budget (`--max-run-time`) was spent; results are partial.
     DeadlineReached,
     /// The gate could not run (target unreachable…); the reason in one line.
     Aborted(String),
@@ -91,6 +97,8 @@ pub struct Report {
     pub end: RunEnd,
     /// The command line that replays the run.
     pub replay: String,
+    /// The run budget (`--max-run-time`), named when the run is cut by it.
+    pub budget: Duration,
 }
 
 impl Report {
@@ -119,6 +127,7 @@ impl Report {
             elapsed: Duration::ZERO,
             end: RunEnd::Completed,
             replay: String::new(),
+            budget: Duration::ZERO,
         }
     }
 
@@ -129,13 +138,46 @@ impl Report {
         }
     }
 
-    /// Records a failure; ignored for endpoints not gated (`--only`).
+    /// Records a failure, its texts scrubbed and cut; ignored for endpoints not gated
+    /// (`--only`).
     pub fn fail(&mut self, failure: Failure) {
         if let Some(c) = self.cells.get_mut(&(failure.endpoint, failure.check)) {
             c.failed += 1;
             if c.failures.len() < MAX_FAILURES_PER_CELL {
-                c.failures.push(failure);
+                c.failures.push(failure.cleaned());
             }
+        }
+    }
+
+    /// The endpoint × check cells that got no verdict (not run), as `endpoint/check`.
+    pub fn not_run(&self) -> Vec<String> {
+        self.cells
+            .iter()
+            .filter(|(_, c)| c.passed == 0 && c.failed == 0)
+            .map(|((e, k), _)| format!("{}/{}", e.name(), k.name()))
+            .collect()
+    }
+
+    /// Why the run did not complete, in one line; `None` when it did.
+    pub fn end_reason(&self) -> Option<String> {
+        let not_run = self.not_run();
+        let unrun = if not_run.is_empty() {
+            "every check got at least one verdict".to_string()
+        } else {
+            format!(
+                "{} of {} endpoint × check cells not run",
+                not_run.len(),
+                self.cells.len()
+            )
+        };
+        match &self.end {
+            RunEnd::Completed => None,
+            RunEnd::Interrupted => Some(format!("run interrupted: results are partial; {unrun}")),
+            RunEnd::DeadlineReached => Some(format!(
+                "run stopped by its budget (--max-run-time {:?}): results are partial; {unrun}",
+                self.budget
+            )),
+            RunEnd::Aborted(r) => Some(format!("gate could not run: {r}")),
         }
     }
 
@@ -281,15 +323,16 @@ impl Report {
         out.push('\n');
         match &self.end {
             RunEnd::Completed => {}
-            RunEnd::Interrupted => {
-                let _ = writeln!(out, "{}", paint("33", "interrupted: results are partial"));
-            }
-            RunEnd::DeadlineReached => {
+            RunEnd::Interrupted | RunEnd::DeadlineReached => {
                 let _ = writeln!(
                     out,
                     "{}",
-                    paint("33", "deadline reached: results are partial")
+                    paint("33", &self.end_reason().unwrap_or_default())
                 );
+                let not_run = self.not_run();
+                if !not_run.is_empty() {
+                    let _ = writeln!(out, "not run: {}", not_run.join(", "));
+                }
             }
             RunEnd::Aborted(r) => {
                 let _ = writeln!(out, "{} {r}", paint("31", "gate could not run:"));
@@ -391,6 +434,7 @@ impl Report {
             "requests_per_second": self.requests_per_second(),
             "checks": Check::ALL.map(Check::name),
             "endpoints": endpoints,
+            "not_run": self.not_run(),
             "replay": self.replay,
         })
     }
@@ -401,11 +445,33 @@ impl Report {
         let total = self.endpoints.len() * Check::ALL.len();
         let failed_cells = self.cells.values().filter(|c| c.failed > 0).count();
         let time = format!("{:.3}", self.elapsed.as_secs_f64());
+        // A run that did not complete is an error in its own suite, so no dashboard
+        // shows an interrupted or cut run (all `<skipped>`) as green.
+        let incomplete = self.end_reason();
+        let errors = usize::from(incomplete.is_some());
         let _ = writeln!(
             out,
-            "<testsuites name=\"acs-harness contract\" tests=\"{total}\" failures=\"{failed_cells}\" errors=\"{}\" time=\"{time}\">",
-            usize::from(matches!(self.end, RunEnd::Aborted(_)))
+            "<testsuites name=\"acs-harness contract\" tests=\"{}\" failures=\"{failed_cells}\" errors=\"{errors}\" time=\"{time}\">",
+            total + errors
         );
+        if let Some(reason) = &incomplete {
+            let kind = match self.end {
+                RunEnd::Interrupted => "interrupted",
+                RunEnd::DeadlineReached => "budget_reached",
+                _ => "not_run",
+            };
+            let _ = writeln!(
+                out,
+                "  <testsuite name=\"run\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\">"
+            );
+            let _ = writeln!(
+                out,
+                "    <testcase name=\"run completed\" classname=\"contract.run\"><error message=\"{}\" type=\"{kind}\">{}</error></testcase>",
+                xml_escape(reason),
+                xml_escape(&self.not_run().join("\n"))
+            );
+            let _ = writeln!(out, "  </testsuite>");
+        }
         for e in &self.endpoints {
             let cells: Vec<(Check, Cell)> = Check::ALL
                 .iter()
@@ -471,6 +537,31 @@ impl Report {
     }
 }
 
+impl Failure {
+    /// The failure with every text scrubbed of secrets and cut to [`MAX_TEXT_CHARS`].
+    fn cleaned(mut self) -> Failure {
+        let clean = |s: &mut String| {
+            if s.chars().count() > MAX_TEXT_CHARS || crate::redact::scrub(s) != s.as_str() {
+                *s = crate::redact::clip(s, MAX_TEXT_CHARS);
+            }
+        };
+        clean(&mut self.case);
+        clean(&mut self.expected);
+        clean(&mut self.got);
+        for v in &mut self.violations {
+            clean(&mut v.path);
+            clean(&mut v.message);
+        }
+        if let Some(c) = &mut self.curl {
+            clean(c);
+        }
+        if let Some(s) = &mut self.shrunk {
+            clean(s);
+        }
+        self
+    }
+}
+
 fn failure_text(failures: &[Failure]) -> String {
     let mut out = String::new();
     for f in failures {
@@ -494,8 +585,10 @@ fn failure_text(failures: &[Failure]) -> String {
     out
 }
 
-/// Escapes text for XML attributes and content; drops characters XML 1.0 forbids.
+/// Escapes text for XML attributes and content, scrubbed of secrets first; drops
+/// characters XML 1.0 forbids.
 pub fn xml_escape(s: &str) -> String {
+    let s = crate::redact::scrub(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -1,13 +1,17 @@
 //! Runs the gate: plans the cases, sends them with bounded concurrency, judges every
 //! reply, shrinks failing valid cases through proptest's runner, and stops cleanly on
-//! Ctrl-C, on the deadline, or when the target cannot be reached.
+//! Ctrl-C or SIGTERM, when the run budget is spent, or when the target cannot be
+//! reached, rejects the key, or answers nothing (the first wave tells).
 
 use super::cases::{self, Case};
-use super::checks::{Check, Expect, Mismatch, describe_reply, error_shape, judge};
+use super::checks::{
+    Check, Expect, Mismatch, call_leg_id, describe_reply, error_shape, judge, unusable_call_id,
+};
 use super::report::{Failure, Report, RunEnd, shell_quote};
 use crate::auth::{Signer, content_hash};
 use crate::client::{AuthMode, Client, ClientError, Reply};
 use crate::contract::{Endpoint, Rule, Violation};
+use crate::redact;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use sha2::{Digest, Sha256};
@@ -23,6 +27,16 @@ const MAX_SHRINK_ITERS: u32 = 2000;
 
 /// Shrinking one endpoint's case stops after this long (proptest's `max_shrink_time`).
 const MAX_SHRINK_MS: u32 = 20_000;
+
+/// The default budget of a whole run: a default run against the double takes seconds and
+/// against a real service well under a minute, so a run that takes longer is stuck on a
+/// slow or trickling target and is cut rather than left to take the CI job's limit.
+pub const DEFAULT_MAX_RUN_TIME: Duration = Duration::from_secs(180);
+
+/// Set-up create-call requests sent at once before any case (at most; fewer with a lower
+/// concurrency). They become the call pool, and their answers tell a rejected key or a
+/// target that answers nothing before the cases run.
+const FIRST_WAVE: usize = 8;
 
 /// Everything a gate run needs, already validated (the CLI builds it from its options).
 #[derive(Debug, Clone)]
@@ -41,6 +55,11 @@ pub struct GateConfig {
     pub seed: u64,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// A connect that has not completed by then makes the target unreachable.
+    pub connect_timeout: Duration,
+    /// The whole run (set-up, cases, shrinking) stops after this long; what did not run
+    /// is reported as not run and the run as stopped by its budget.
+    pub max_run_time: Duration,
     /// Requests in flight at most.
     pub concurrency: usize,
     /// The endpoints gated (all by default).
@@ -49,7 +68,7 @@ pub struct GateConfig {
     pub embedded: bool,
     /// The command line that replays the run, for reports.
     pub replay: String,
-    /// Stop on Ctrl-C and report what was found (the CLI sets it; tests do not).
+    /// Stop on Ctrl-C or SIGTERM and report what was found (the CLI sets it; tests do not).
     pub handle_ctrl_c: bool,
     /// Show a progress line on stderr.
     pub progress: bool,
@@ -66,6 +85,8 @@ impl GateConfig {
             cases: 100,
             seed: 0,
             timeout: Duration::from_secs(10),
+            connect_timeout: crate::client::DEFAULT_CONNECT_TIMEOUT,
+            max_run_time: DEFAULT_MAX_RUN_TIME,
             concurrency: 8,
             endpoints: Endpoint::ALL.to_vec(),
             embedded: false,
@@ -169,14 +190,33 @@ impl Ctx {
     /// Sends a request; every reply is checked by `not_a_server_error` and, when it
     /// is an error, by `error_shape`.
     async fn send(&self, req: &Req) -> Sent {
+        match self.send_raw(req).await {
+            None => Sent::Stopped,
+            Some(Ok(reply)) => {
+                self.global_checks(req, &reply);
+                Sent::Reply(reply)
+            }
+            Some(Err(e)) if e.is_unreachable() => {
+                self.abort(e.to_string());
+                Sent::Stopped
+            }
+            Some(Err(ClientError::Timeout(d))) => {
+                Sent::Failed(format!("{TIMEOUT} (no complete answer within {d:?})"))
+            }
+            Some(Err(e)) => Sent::Failed(e.to_string()),
+        }
+    }
+
+    /// Sends a request under the concurrency limit; `None` when the run is stopping.
+    async fn send_raw(&self, req: &Req) -> Option<Result<Reply, ClientError>> {
         if self.stopped() {
-            return Sent::Stopped;
+            return None;
         }
         let Ok(_permit) = self.s.sem.acquire().await else {
-            return Sent::Stopped;
+            return None;
         };
         if self.stopped() {
-            return Sent::Stopped;
+            return None;
         }
         let result = self
             .s
@@ -190,20 +230,7 @@ impl Ctx {
             )
             .await;
         self.s.requests.fetch_add(1, Ordering::Relaxed);
-        match result {
-            Ok(reply) => {
-                self.global_checks(req, &reply);
-                Sent::Reply(reply)
-            }
-            Err(e) if e.is_unreachable() => {
-                self.abort(e.to_string());
-                Sent::Stopped
-            }
-            Err(ClientError::Timeout(d)) => {
-                Sent::Failed(format!("{TIMEOUT} (no complete answer within {d:?})"))
-            }
-            Err(e) => Sent::Failed(e.to_string()),
-        }
+        Some(result)
     }
 
     fn global_checks(&self, req: &Req, reply: &Reply) {
@@ -350,18 +377,7 @@ impl Ctx {
     async fn create_call(&self) -> Result<String, String> {
         let req = Req::of(&cases::canonical(Endpoint::CreateCall), "");
         match self.send(&req).await {
-            Sent::Reply(r) if (200..300).contains(&r.status) => {
-                serde_json::from_slice::<serde_json::Value>(&r.body)
-                    .ok()
-                    .and_then(|v| v.get("callLegId")?.as_str().map(str::to_string))
-                    .filter(|s| !s.is_empty())
-                    .ok_or_else(|| {
-                        format!(
-                            "set-up create call gave no callLegId: {}",
-                            describe_reply(&r)
-                        )
-                    })
-            }
+            Sent::Reply(r) if (200..300).contains(&r.status) => usable_call(&r),
             Sent::Reply(r) => Err(format!("set-up create call failed: {}", describe_reply(&r))),
             Sent::Failed(why) => Err(format!("set-up create call failed: {why}")),
             Sent::Stopped => Err("stopped".into()),
@@ -1131,27 +1147,20 @@ async fn routing_cases(ctx: Ctx, endpoint: Endpoint, dead_call: Option<String>) 
     ctx.hang_up(&call).await;
 }
 
-/// The bound on a whole run: every request the plan can send, each taking the full
-/// timeout, in waves of `concurrency`, plus the shrinking time. A run that takes
-/// longer is cut and reported as [`RunEnd::DeadlineReached`].
-fn deadline(config: &GateConfig) -> Duration {
-    // Per endpoint: a valid case costs at most four requests (set-up, case, clean-up),
-    // an invalid class three, plus the auth, routing and lifecycle probes.
-    let planned: u64 = config
-        .endpoints
-        .iter()
-        .map(|e| {
-            let classes = crate::generate::defect_classes(*e).len() as u64 + 1;
-            u64::from(config.cases) * 4 + classes * 3 + 80
-        })
-        .sum::<u64>()
-        + 2 * 8;
-    let waves = planned.div_ceil(config.concurrency.max(1) as u64) + 16;
-    config
-        .timeout
-        .saturating_mul(u32::try_from(waves).unwrap_or(u32::MAX))
-        .saturating_add(Duration::from_millis(u64::from(MAX_SHRINK_MS)))
-        .saturating_add(config.timeout)
+/// The id of a set-up create call's 2xx answer, if it can be used as a `{callId}`.
+fn usable_call(r: &Reply) -> Result<String, String> {
+    let id = call_leg_id(&r.body)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "set-up create call gave no callLegId: {}",
+                describe_reply(r)
+            )
+        })?;
+    match unusable_call_id(&id) {
+        Some(why) => Err(format!("set-up create call gave an unusable id: {why}")),
+        None => Ok(id),
+    }
 }
 
 /// Runs the gate against `config.target` and returns what it found. Never panics on
@@ -1160,19 +1169,21 @@ fn deadline(config: &GateConfig) -> Duration {
 pub async fn run_gate(config: GateConfig) -> Report {
     let started = Instant::now();
     let mut report = Report::new(
-        redact_url(&config.target),
+        redact::url(&config.target),
         config.embedded,
         config.seed,
         config.cases,
         config.endpoints.clone(),
     );
     report.replay = config.replay.clone();
-    let client = match Client::new(
+    report.budget = config.max_run_time;
+    let client = match Client::with_timeouts(
         &config.target,
         &config.prefix,
         config.api_version.as_deref(),
         config.signer.clone(),
         config.timeout,
+        config.connect_timeout,
     ) {
         Ok(c) => c,
         Err(e) => {
@@ -1198,19 +1209,22 @@ pub async fn run_gate(config: GateConfig) -> Report {
         s: shared.clone(),
         record: true,
     };
-    let deadline = deadline(&config);
     let progress = config.progress.then(|| spawn_progress(shared.clone()));
-    let ctrl_c = async {
+    let signal = async {
         if config.handle_ctrl_c {
-            let _ = tokio::signal::ctrl_c().await;
+            crate::output::shutdown_signal().await;
         } else {
             std::future::pending::<()>().await;
         }
     };
+    let wave = config.concurrency.clamp(1, FIRST_WAVE);
+    // Biased: the signal listeners are registered before the first request leaves, so
+    // a SIGTERM that comes once the target sees traffic is never missed.
     let end = tokio::select! {
-        () = run_all(ctx.clone()) => None,
-        () = ctrl_c => Some(RunEnd::Interrupted),
-        () = tokio::time::sleep(deadline) => Some(RunEnd::DeadlineReached),
+        biased;
+        () = signal => Some(RunEnd::Interrupted),
+        () = tokio::time::sleep(config.max_run_time) => Some(RunEnd::DeadlineReached),
+        () = run_all(ctx.clone(), wave, config.timeout) => None,
     };
     shared.stop.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
@@ -1251,45 +1265,125 @@ fn spawn_progress(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-async fn run_all(ctx: Ctx) {
-    let endpoints = ctx.s.endpoints.clone();
-    let pool_size = ctx.s.sem.available_permits().clamp(1, 8);
-    // One call first: an unreachable target stops the run here, within one connect.
-    let mut pool = Vec::with_capacity(pool_size);
-    match ctx.create_call().await {
-        Ok(c) => pool.push(c),
-        Err(_) if ctx.stopped() => return,
-        // The cases that need a call create their own, and report why they could not.
-        Err(_) => {}
+/// The first wave: `n` signed set-up create-call requests at once, before any case and
+/// counted in no check. Their answers decide whether the run can go on: an unreachable
+/// target, a rejected key (every answer a 401), a target that answered none of them in
+/// time, or one that does not speak HTTP ends the run (exit 2) here. Otherwise the calls
+/// they created are the pool the cases share.
+async fn first_wave(ctx: &Ctx, n: usize, timeout: Duration) -> Vec<String> {
+    let quiet = Ctx {
+        s: ctx.s.clone(),
+        record: false,
+    };
+    let mut set = JoinSet::new();
+    for _ in 0..n {
+        let q = quiet.clone();
+        set.spawn(async move {
+            let req = Req::of(&cases::canonical(Endpoint::CreateCall), "");
+            q.send_raw(&req).await
+        });
     }
-    // The rest of the pool and the hung-up call, concurrently: against a target that
-    // hangs, set-up costs one timeout, not one per call.
-    let mut setup = JoinSet::new();
-    if !pool.is_empty() {
-        for _ in 1..pool_size {
-            let ctx = ctx.clone();
-            setup.spawn(async move { (false, ctx.create_call().await) });
-        }
-    }
-    let dead = ctx.clone();
-    setup.spawn(async move {
-        let call = dead.create_call().await;
-        if let Ok(c) = &call {
-            dead.hang_up(c).await;
-        }
-        (true, call)
-    });
-    let mut dead_call = None;
-    while let Some(done) = setup.join_next().await {
+    let mut replies = Vec::new();
+    let mut errors = Vec::new();
+    while let Some(done) = set.join_next().await {
         match done {
-            Ok((true, Ok(c))) => dead_call = Some(c),
-            Ok((false, Ok(c))) => pool.push(c),
-            _ => {}
+            Ok(Some(Ok(r))) => replies.push(r),
+            Ok(Some(Err(e))) if e.is_unreachable() => {
+                ctx.abort(e.to_string());
+                return Vec::new();
+            }
+            Ok(Some(Err(e))) => errors.push(e),
+            Ok(None) | Err(_) => {}
         }
     }
     if ctx.stopped() {
+        return Vec::new();
+    }
+    let target = redact::url(ctx.s.client.base().as_str());
+    // An answer that broke off after its head is an answer (judged by the cases); only
+    // silence and non-HTTP on every request mean there is no service to gate.
+    let answered_partly = errors
+        .iter()
+        .any(|e| matches!(e, ClientError::Interrupted(_)));
+    if replies.is_empty() && !answered_partly {
+        let sent = errors.len();
+        let reason = match errors.iter().find(|e| matches!(e, ClientError::NotHttp(_))) {
+            Some(e) => format!(
+                "the target at {target} does not speak HTTP: none of {sent} requests got an HTTP answer ({e})"
+            ),
+            None => format!(
+                "the target at {target} accepted connections but answered none of {sent} requests within {timeout:?}{}",
+                errors
+                    .first()
+                    .map_or(String::new(), |e| format!(" (first: {e})"))
+            ),
+        };
+        ctx.abort(reason);
+        return Vec::new();
+    }
+    if let Some(first) = replies.first()
+        && replies.iter().all(|r| r.status == 401)
+    {
+        ctx.abort(key_rejected(first));
+        return Vec::new();
+    }
+    replies
+        .iter()
+        .filter(|r| (200..300).contains(&r.status))
+        .filter_map(|r| usable_call(r).ok())
+        .collect()
+}
+
+/// The message for a first wave answered with 401 only: the key, then the clock.
+fn key_rejected(reply: &Reply) -> String {
+    let skew = reply
+        .date
+        .as_deref()
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .map(|theirs| {
+            let ours = std::time::SystemTime::now();
+            match ours.duration_since(theirs) {
+                Ok(ahead) => ahead.as_secs() as i64,
+                Err(behind) => -(behind.duration().as_secs() as i64),
+            }
+        });
+    let clock = match skew {
+        Some(s) if s.unsigned_abs() > 5 * 60 => format!(
+            "this machine's clock is {}s {} the target's (its Date header), and x-ms-date is signed with this clock: fix the clock first",
+            s.unsigned_abs(),
+            if s > 0 { "ahead of" } else { "behind" }
+        ),
+        Some(s) => format!(
+            "this machine's clock is within {}s of the target's, so x-ms-date is not the cause",
+            s.unsigned_abs()
+        ),
+        None => "also check this machine's clock: x-ms-date is signed with it and must be within 15 minutes of the service's".to_string(),
+    };
+    format!(
+        "the target rejected the access key: signed create-call requests got 401 ({}). Check that the accesskey in --connection-string / ACS_CONNECTION_STRING is this resource's key; {clock}",
+        describe_reply(reply)
+    )
+}
+
+async fn run_all(ctx: Ctx, wave: usize, timeout: Duration) {
+    let endpoints = ctx.s.endpoints.clone();
+    // The first wave stops the run before any case when the target cannot serve it.
+    let pool = first_wave(&ctx, wave, timeout).await;
+    if ctx.stopped() {
         return;
     }
+    // The hung-up call the routing cases use.
+    let dead_call = match ctx.create_call().await {
+        Ok(c) => {
+            ctx.hang_up(&c).await;
+            Some(c)
+        }
+        Err(_) => None,
+    };
+    if ctx.stopped() {
+        return;
+    }
+
     let mut set = JoinSet::new();
     set.spawn(lifecycle(ctx.clone()));
     for &e in &endpoints {
@@ -1341,17 +1435,5 @@ async fn run_all(ctx: Ctx) {
     }
     for c in &pool {
         ctx.hang_up(c).await;
-    }
-}
-
-/// The URL without userinfo, for reports.
-pub(crate) fn redact_url(target: &str) -> String {
-    match url::Url::parse(target) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Err(_) => target.to_string(),
     }
 }

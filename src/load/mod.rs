@@ -8,7 +8,9 @@
 
 pub mod attack;
 pub mod bodies;
+pub mod merge;
 pub mod scenario;
+pub mod shard;
 pub mod threshold;
 
 use crate::auth::{ConnectionString, Signer};
@@ -106,6 +108,17 @@ pub struct LoadArgs {
     /// Only warnings and errors from goose on the console.
     #[arg(long)]
     pub quiet: bool,
+    /// Run shard I of N (0-based, e.g. 0/3): its share of the users, its own seed and
+    /// `--bodies` lines; `acs-harness report merge` combines the shards' JSON reports.
+    #[arg(long, value_name = "I/N", conflicts_with = "shards")]
+    pub shard: Option<String>,
+    /// Run one of N shards, its index read from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub shards: Option<u32>,
+    /// Wait until this wall-clock time (RFC 3339, e.g. 2026-12-02T12:00:00Z) before the
+    /// first request, so shards started at different moments begin together.
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
 }
 
 impl std::fmt::Debug for LoadArgs {
@@ -129,6 +142,9 @@ impl std::fmt::Debug for LoadArgs {
             .field("report_file", &self.report_file)
             .field("baseline_file", &self.baseline_file)
             .field("threshold", &self.threshold)
+            .field("shard", &self.shard)
+            .field("shards", &self.shards)
+            .field("start_at", &self.start_at)
             .finish_non_exhaustive()
     }
 }
@@ -140,12 +156,26 @@ struct Plan {
     run_time: Option<Duration>,
     replay: Option<Bodies>,
     seed: u64,
+    /// Which part of the run this process runs.
+    shard: shard::Shard,
+    /// This shard's users, when given by --users or the scenario.
+    users: Option<usize>,
+    /// This shard's part of `--test-plan`.
+    test_plan: Option<String>,
+    start_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Runs `acs-harness load`; returns the exit status (0 held, 1 breached, 2 not started
 /// or interrupted).
 pub fn run(args: LoadArgs) -> u8 {
-    let plan = match prepare(&args) {
+    let job_index = std::env::var("JOB_COMPLETION_INDEX").ok();
+    let plan = match shard::Shard::resolve(
+        args.shard.as_deref(),
+        args.shards.map(|n| n as usize),
+        job_index.as_deref(),
+    )
+    .and_then(|s| prepare_shard(&args, s))
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
@@ -165,7 +195,12 @@ pub fn run(args: LoadArgs) -> u8 {
     runtime.block_on(execute(args, plan))
 }
 
+#[cfg(test)]
 fn prepare(args: &LoadArgs) -> Result<Plan, String> {
+    prepare_shard(args, shard::Shard::WHOLE)
+}
+
+fn prepare_shard(args: &LoadArgs, shard: shard::Shard) -> Result<Plan, String> {
     let reference = ScenarioRef::from_arg(
         args.scenario
             .as_deref()
@@ -190,7 +225,7 @@ fn prepare(args: &LoadArgs) -> Result<Plan, String> {
     };
     let replay = match &args.bodies {
         Some(path) => {
-            let bodies = Bodies::read_file(path)?;
+            let bodies = Bodies::read_file_slice(path, shard.index, shard.count)?;
             if let Bodies::Replay(r) = &bodies {
                 for e in file.endpoints() {
                     if e.request_body() == RequestBody::Required && r.count(e) == 0 {
@@ -212,12 +247,46 @@ fn prepare(args: &LoadArgs) -> Result<Plan, String> {
         b.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);
         u64::from_le_bytes(b)
     });
+    let whole = |part: &str| match shard.count {
+        1 => String::new(),
+        n => format!(" across {n} shards leaves shard {}/{n} {part}", shard.index),
+    };
+    let users = args.users.or(file.users).map(|u| shard.users(u));
+    if users == Some(0) && shard.count > 1 {
+        return Err(format!(
+            "--users {}{}",
+            args.users.or(file.users).unwrap_or(0),
+            whole("without users: give at least as many users as shards")
+        ));
+    }
+    let test_plan = match &args.test_plan {
+        Some(p) => {
+            let part = shard.test_plan(p)?;
+            if plan_users(&part) == 0 && shard.count > 1 {
+                return Err(format!(
+                    "--test-plan {p:?}{}",
+                    whole("without users: give at least as many users as shards")
+                ));
+            }
+            Some(part)
+        }
+        None => None,
+    };
+    let start_at = args
+        .start_at
+        .as_deref()
+        .map(shard::parse_start_at)
+        .transpose()?;
     Ok(Plan {
         file,
         rules,
         run_time,
         replay,
         seed,
+        shard,
+        users,
+        test_plan,
+        start_at,
     })
 }
 
@@ -326,7 +395,7 @@ fn goose_args(args: &LoadArgs, plan: &Plan, origin: &str, users: usize) -> Vec<S
         out.push(flag.into());
         out.push(value.into());
     };
-    match &args.test_plan {
+    match &plan.test_plan {
         Some(test_plan) => push("--test-plan", test_plan),
         None => {
             push("--users", &users.to_string());
@@ -354,7 +423,7 @@ fn goose_args(args: &LoadArgs, plan: &Plan, origin: &str, users: usize) -> Vec<S
     if let Some(mode) = &args.co_mitigation {
         push("--co-mitigation", mode);
     }
-    if args.test_plan.is_none() {
+    if plan.test_plan.is_none() {
         // Keep the ramp-up in the metrics: short runs would otherwise lose most samples.
         out.push("--no-reset-metrics".into());
     }
@@ -411,11 +480,10 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
         ),
         None => String::new(),
     };
-    let users = match &args.test_plan {
+    let users = match &plan.test_plan {
         Some(p) => plan_users(p),
-        None => args
+        None => plan
             .users
-            .or(plan.file.users)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     };
     let config = match goose::config::GooseConfiguration::parse_args_default(&goose_args(
@@ -430,8 +498,17 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
     let endpoints = plan.file.endpoints();
     let bodies = match plan.replay {
         Some(b) => b,
-        None => Bodies::generate(plan.seed, users, &endpoints, &generator),
+        None => Bodies::generate(plan.shard.seed(plan.seed), users, &endpoints, &generator),
     };
+    if plan.shard.count > 1 {
+        println!(
+            "load: shard {}/{} with {users} users, seed {} (shard seed {})",
+            plan.shard.index,
+            plan.shard.count,
+            plan.seed,
+            plan.shard.seed(plan.seed)
+        );
+    }
     println!(
         "load: scenario {} against {origin}{prefix} ({}), seed {}",
         plan.file.source,
@@ -468,6 +545,12 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
             }
         }
     }
+    if let Some(at) = plan.start_at
+        && !shard::wait_until(at).await
+    {
+        eprintln!("interrupted before the start time: nothing was sent (exit {EXIT_INTERRUPTED})");
+        return EXIT_INTERRUPTED;
+    }
     let (metrics, breached) = match attack.execute().await {
         Ok(m) => (m, false),
         Err(goose::GooseError::ThresholdsFailed { metrics, .. }) => (*metrics.0, true),
@@ -496,6 +579,20 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
             eprintln!("warning: cannot write {beside}: {e}");
         }
     }
+    let tag = shard::Tag {
+        index: plan.shard.index,
+        count: plan.shard.count,
+        seed: plan.seed,
+        shard_seed: plan.shard.seed(plan.seed),
+        scenario: plan.file.source.clone(),
+        scenario_id: shard::scenario_id(&plan.file),
+        host: crate::redact::url(&format!("{origin}{}", ctx.target.prefix)),
+        users,
+        thresholds: plan.rules.iter().map(|r| r.text.clone()).collect(),
+        start_at: plan.start_at.map(|t| t.to_rfc3339()),
+        interrupted,
+    };
+    merge::finish_reports(&args.report_file, &tag);
     if breached {
         EXIT_BREACHED
     } else if interrupted {

@@ -1071,3 +1071,257 @@ pub fn finish_reports(files: &[String], tag: &Tag) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A goose JSON report of one request name with `buckets` (µs → count), tagged as
+    /// shard `index`/`count`.
+    fn report(
+        index: usize,
+        count: usize,
+        seed: u64,
+        buckets: &[(u64, usize)],
+    ) -> serde_json::Value {
+        let counter: usize = buckets.iter().map(|b| b.1).sum();
+        let total: u64 = buckets.iter().map(|(b, n)| b * *n as u64).sum();
+        let min = buckets.iter().map(|b| b.0).min().unwrap_or(0);
+        let max = buckets.iter().map(|b| b.0).max().unwrap_or(0);
+        let times: serde_json::Map<String, serde_json::Value> = buckets
+            .iter()
+            .map(|(b, n)| (b.to_string(), (*n).into()))
+            .collect();
+        serde_json::json!({
+            "goose_version": "0.19.0",
+            "test": "acs-harness",
+            "started": format!("2026-12-02T10:00:0{index}Z"),
+            "ended": format!("2026-12-02T10:00:1{index}Z"),
+            "ended_by": "completed",
+            "in_progress": false,
+            "raw_metrics": {
+                "hash": 0,
+                "history": [
+                    {"action": "Increasing", "timestamp": format!("2026-12-02T10:00:0{index}Z"), "users": 0},
+                    {"action": "Finished", "timestamp": format!("2026-12-02T10:00:1{index}Z"), "users": 0}
+                ],
+                "duration": 10, "maximum_users": 2, "total_users": 2,
+                "requests": {
+                    "POST /calls": {
+                        "path": "/calls", "method": "Post",
+                        "raw_data": {
+                            "minimum_time": 0, "maximum_time": 0, "total_time": 0, "counter": counter,
+                            "times_us": times, "minimum_time_us": min, "maximum_time_us": max,
+                            "total_time_us": total
+                        },
+                        "coordinated_omission_data": null,
+                        "status_code_counts": {"200": counter - 1, "500": 1},
+                        "success_count": counter - 1, "fail_count": 1,
+                        "load_test_hash": 0
+                    }
+                },
+                "transactions": [], "scenarios": [], "errors": {},
+                "hosts": ["http://127.0.0.1:1/"],
+                "coordinated_omission_metrics": null,
+                "final_metrics": true, "display_status_codes": true, "display_metrics": true
+            },
+            "acs_harness_shard": {
+                "index": index, "count": count, "seed": seed, "shardSeed": index as u64 + 100,
+                "scenario": "scenarios/call-creation.toml", "scenarioId": "abc",
+                "host": "http://127.0.0.1:1/", "users": 2, "thresholds": ["error-rate<50%"],
+                "interrupted": false
+            }
+        })
+    }
+
+    fn shard(v: &serde_json::Value, file: &str) -> ShardReport {
+        parse_shard(file, v.to_string().as_bytes()).unwrap()
+    }
+
+    fn three() -> Vec<ShardReport> {
+        vec![
+            shard(&report(0, 3, 7, &[(1000, 2), (2048, 1)]), "a.json"),
+            shard(&report(1, 3, 7, &[(1000, 1), (4096, 3)]), "b.json"),
+            shard(&report(2, 3, 7, &[(512, 5)]), "c.json"),
+        ]
+    }
+
+    fn refused(reports: Vec<ShardReport>) -> String {
+        check_set(reports).unwrap_err().0
+    }
+
+    #[test]
+    fn merged_counts_buckets_and_extremes_are_exact() {
+        let m = merge(&check_set(three()).unwrap()).unwrap();
+        let r = &m.metrics.requests["POST /calls"];
+        assert_eq!(r.success_count + r.fail_count, 12);
+        assert_eq!(r.fail_count, 3);
+        assert_eq!(r.status_code_counts[&200], 9);
+        let buckets: Vec<(u64, usize)> =
+            r.raw_data.times_us.iter().map(|(&b, &n)| (b, n)).collect();
+        assert_eq!(buckets, [(512, 5), (1000, 3), (2048, 1), (4096, 3)]);
+        assert_eq!(r.raw_data.counter, 12);
+        assert_eq!(
+            (r.raw_data.minimum_time_us, r.raw_data.maximum_time_us),
+            (512, 4096)
+        );
+        assert_eq!(m.metrics.maximum_users, 6);
+        // Run span: earliest start (shard 0, :00) to latest end (shard 2, :12).
+        assert_eq!(m.seconds(), 12.0);
+        assert!(!m.interrupted);
+    }
+
+    #[test]
+    fn thresholds_are_judged_on_the_merged_data() {
+        let m = merge(&check_set(three()).unwrap()).unwrap();
+        let rules: Vec<Rule> = [
+            "error-rate<20%",
+            "error-rate<30%",
+            "POST /calls:max<=4096us",
+            "max<4ms",
+            "rps>=1",
+            "POST /calls/{callId}/Hangup:p95<1s",
+        ]
+        .iter()
+        .map(|r| Rule::parse(r).unwrap())
+        .collect();
+        let judged = judge(&rules, &m);
+        let passed: Vec<bool> = judged.iter().map(|r| r.passed).collect();
+        // 3 of 12 failed: 25%; max 4.096ms; 12 requests over 12s = 1 rps; no Hangup.
+        assert_eq!(passed, [false, true, true, false, true, false]);
+        assert_eq!(judged[0].observed, "25%");
+        assert_eq!(judged[5].observed, "no samples");
+        let p = judge(&[Rule::parse("p50<1s").unwrap()], &m);
+        let mut union = GooseRequestMetricTimingData::default();
+        for r in three() {
+            merge_times(&mut union, &r.metrics.requests["POST /calls"].raw_data);
+        }
+        assert_eq!(p[0].value, Some(union.percentile_us(0.5) as f64 / 1000.0));
+    }
+
+    #[test]
+    fn reports_of_other_runs_are_refused_naming_the_file() {
+        let mut r = three();
+        r[1] = shard(&report(1, 3, 8, &[(1000, 1)]), "other-seed.json");
+        let e = refused(r);
+        assert!(e.starts_with("other-seed.json: run seed 8"), "{e}");
+
+        let mut other = report(1, 3, 7, &[(1000, 1)]);
+        other["acs_harness_shard"]["scenarioId"] = "def".into();
+        let mut r = three();
+        r[1] = shard(&other, "other-scenario.json");
+        let e = refused(r);
+        assert!(e.starts_with("other-scenario.json: ran scenario"), "{e}");
+
+        let mut r = three();
+        r[2] = shard(&report(2, 4, 7, &[(1000, 1)]), "four.json");
+        assert!(refused(r).starts_with("four.json: shard 2/4"));
+    }
+
+    #[test]
+    fn gaps_and_duplicates_are_refused() {
+        let mut r = three();
+        r.remove(1);
+        let e = refused(r);
+        assert!(e.contains("missing shard report 1/3"), "{e}");
+        let mut r = three();
+        r[2] = shard(&report(0, 3, 7, &[(1000, 1)]), "again.json");
+        let e = refused(r);
+        assert!(
+            e.contains("again.json") && e.contains("shard 0/3 again"),
+            "{e}"
+        );
+        assert!(check_set(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn files_that_are_not_shard_reports_are_refused() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"not json".to_vec(), "not a goose JSON report"),
+            (b"[1, 2]".to_vec(), "not a goose JSON report"),
+            (
+                b"{\"goose_version\": \"0.19.0\"}".to_vec(),
+                "no raw_metrics",
+            ),
+            (
+                br#"{"goose_version": "0.19.0", "raw_metrics": {"hash": "x"}}"#.to_vec(),
+                "not a goose JSON report",
+            ),
+        ];
+        for (bytes, why) in cases {
+            let e = parse_shard("x.json", &bytes).unwrap_err().0;
+            assert!(e.starts_with("x.json: ") && e.contains(why), "{e}");
+        }
+        let mut untagged = report(0, 1, 7, &[(1000, 1)]);
+        untagged.as_object_mut().unwrap().remove(TAG_KEY);
+        let e = parse_shard("plain.json", untagged.to_string().as_bytes())
+            .unwrap_err()
+            .0;
+        assert!(e.contains("without the acs_harness_shard tag"), "{e}");
+        let m = merge(&check_set(three()).unwrap()).unwrap();
+        let out = json_report(&m, &[]).unwrap();
+        let e = parse_shard("merged.json", out.as_bytes()).unwrap_err().0;
+        assert!(e.contains("is a merged report"), "{e}");
+        // The merged JSON is goose's own metrics format.
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let again: GooseMetrics = serde_json::from_value(doc["raw_metrics"].clone()).unwrap();
+        assert_eq!(again.requests["POST /calls"].raw_data.counter, 12);
+    }
+
+    #[test]
+    fn an_interrupted_shard_marks_the_run_interrupted_and_exit_codes_follow_load() {
+        let dir = std::env::temp_dir().join(format!("acs-merge-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut files = Vec::new();
+        for i in 0..2 {
+            let mut r = report(i, 2, 7, &[(1000, 4)]);
+            r[TAG_KEY]["interrupted"] = (i == 1).into();
+            let f = dir.join(format!("s{i}.json"));
+            std::fs::write(&f, r.to_string()).unwrap();
+            files.push(f);
+        }
+        let run_with = |threshold: &str| {
+            run(MergeArgs {
+                reports: files.clone(),
+                report_file: vec![dir.join("m.json").display().to_string()],
+                threshold: vec![threshold.into()],
+                scenario: None,
+            })
+        };
+        assert_eq!(run_with("max<1s"), EXIT_INTERRUPTED);
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
+        assert_eq!(doc[MERGED_KEY]["interrupted"], true);
+        assert_eq!(run_with("max<1us"), EXIT_BREACHED);
+        let mut r = report(1, 2, 7, &[(1000, 4)]);
+        r[TAG_KEY]["interrupted"] = false.into();
+        std::fs::write(&files[1], r.to_string()).unwrap();
+        assert_eq!(run_with("max<1s"), EXIT_OK);
+        // The shards' own thresholds (error-rate<50%) are judged too: 2 of 8 failed.
+        assert_eq!(run_with("error-rate<10%"), EXIT_BREACHED);
+        let bad_ext = run(MergeArgs {
+            reports: files.clone(),
+            report_file: vec![dir.join("m.txt").display().to_string()],
+            ..Default::default()
+        });
+        assert_eq!(bad_ext, EXIT_NOT_STARTED);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn html_reports_inline_the_chart_library() {
+        let goose = "<head><script src=\"https://cdn.jsdelivr.net/npm/echarts@5.2.2/dist/echarts.min.js\"></script></head>";
+        let out = offline_html(goose);
+        assert!(!out.contains("src=\"http"), "external source left");
+        assert!(out.contains("Apache ECharts") && out.len() > 500_000);
+        assert_eq!(offline_html("<p>no charts</p>"), "<p>no charts</p>");
+        let mut m = merge(&check_set(three()).unwrap()).unwrap();
+        let rules = [Rule::parse("p95<1s").unwrap()];
+        m.metrics.thresholds = judge(&rules, &m);
+        let html = html_report(&m, &rules);
+        assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
+        assert!(html.contains("echarts.init") && html.contains("p95&lt;1s"));
+        let md = markdown_report(&m, &[]);
+        assert!(md.contains("| POST /calls | 12 | 3 |"), "{md}");
+    }
+}

@@ -307,4 +307,111 @@ mod tests {
             Some(Duration::from_millis(2500))
         );
     }
+    fn bodies_of(b: &crate::load::bodies::Bodies) -> (Vec<Vec<u8>>, Vec<String>) {
+        use crate::load::bodies::Bodies;
+        let Bodies::Generated { pools, .. } = b else {
+            panic!("generated bodies expected")
+        };
+        let mut bytes = Vec::new();
+        let mut ids = Vec::new();
+        // The bodies that carry ids: a call's targets and source, invited participants.
+        let with_ids = [
+            crate::load::bodies::index(crate::contract::Endpoint::CreateCall),
+            crate::load::bodies::index(crate::contract::Endpoint::InviteParticipants),
+        ];
+        for user in pools {
+            for pool in with_ids.map(|i| &user[i]) {
+                for body in pool.iter() {
+                    bytes.push(body.bytes.to_vec());
+                    ids.extend(body.participants.iter().cloned());
+                }
+            }
+        }
+        (bytes, ids)
+    }
+
+    #[test]
+    fn shards_send_their_own_bodies_and_ids() {
+        use crate::contract::Endpoint;
+        use crate::load::bodies::Bodies;
+        use std::collections::HashSet;
+        let endpoints = Endpoint::ALL.to_vec();
+        let generate = |s: Shard| {
+            bodies_of(&Bodies::generate(
+                s.seed(7),
+                4,
+                &endpoints,
+                &crate::load::generator,
+            ))
+        };
+        let shards: Vec<_> = (0..3)
+            .map(|i| generate(Shard::new(i, 3).unwrap()))
+            .collect();
+        assert_eq!(
+            generate(Shard::new(1, 3).unwrap()),
+            shards[1],
+            "same inputs, same bodies"
+        );
+        let mut seen_bodies = HashSet::new();
+        let mut seen_ids = HashSet::new();
+        for (i, (bytes, ids)) in shards.iter().enumerate() {
+            assert!(!ids.is_empty());
+            for b in bytes.iter().filter(|b| !b.is_empty()) {
+                assert!(
+                    !(0..i).any(|j| seen_bodies.contains(&(j, b.clone()))),
+                    "shard {i} repeats a body of an earlier shard: {}",
+                    String::from_utf8_lossy(b)
+                );
+            }
+            // Phone numbers come from the fictional 555-01xx range, a shared pool by
+            // design that repeats across users within a shard too; identity ids
+            // (8:acs:…, Teams) carry 128 random bits and must not repeat.
+            for id in ids
+                .iter()
+                .filter(|id| !id.starts_with('+') && !id.starts_with("4:+"))
+            {
+                assert!(
+                    !(0..i).any(|j| seen_ids.contains(&(j, id.clone()))),
+                    "participant id {id} in shard {i} and an earlier shard"
+                );
+            }
+            seen_ids.extend(ids.iter().map(|id| (i, id.clone())));
+            seen_bodies.extend(bytes.iter().map(|b| (i, b.clone())));
+        }
+    }
+
+    #[test]
+    fn a_bodies_file_is_split_line_by_line() {
+        use crate::contract::Endpoint;
+        use crate::load::bodies::{Bodies, Next};
+        let dir = std::env::temp_dir().join(format!("acs-shard-bodies-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("b.jsonl");
+        let line = |n: usize| {
+            format!(
+                r#"{{"endpoint":"create-call","method":"POST","path":"/calls","params":{{}},"contentType":"application/json","body":"{{\"n\":{n}}}"}}"#
+            )
+        };
+        let text: Vec<String> = (0..5).map(line).collect();
+        std::fs::write(
+            &path,
+            format!("{}\n\n{}\n", text[..2].join("\n"), text[2..].join("\n")),
+        )
+        .unwrap();
+        let sent = |shard: usize, shards: usize| {
+            let b = Bodies::read_file_slice(&path, shard, shards).unwrap();
+            let mut c = 0;
+            let mut out = Vec::new();
+            while let Next::Body { body, .. } = b.next(0, Endpoint::CreateCall, &mut c) {
+                out.push(String::from_utf8(body.bytes.to_vec()).unwrap());
+            }
+            out
+        };
+        assert_eq!(sent(0, 2), [r#"{"n":0}"#, r#"{"n":2}"#, r#"{"n":4}"#]);
+        assert_eq!(sent(1, 2), [r#"{"n":1}"#, r#"{"n":3}"#]);
+        assert_eq!(sent(0, 1).len(), 5);
+        let e = Bodies::read_file_slice(&path, 5, 6).unwrap_err();
+        assert!(e.contains("no request for shard 5/6"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -109,7 +109,8 @@ pub struct LoadArgs {
     #[arg(long)]
     pub quiet: bool,
     /// Run shard I of N (0-based, e.g. 0/3): its share of the users, its own seed and
-    /// `--bodies` lines; `acs-harness report merge` combines the shards' JSON reports.
+    /// `--bodies` lines; `acs-harness report merge` combines the shards' JSON reports and
+    /// judges the thresholds (a shard exits 0 when one fails on its part alone).
     #[arg(long, value_name = "I/N", conflicts_with = "shards")]
     pub shard: Option<String>,
     /// Run one of N shards, its index read from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
@@ -251,6 +252,12 @@ fn prepare_shard(args: &LoadArgs, shard: shard::Shard) -> Result<Plan, String> {
         1 => String::new(),
         n => format!(" across {n} shards leaves shard {}/{n} {part}", shard.index),
     };
+    if shard.count > 1 && args.seed.is_none() {
+        return Err(format!(
+            "shard {}/{} needs --seed S: all shards of a run share its seed (each derives its own from it), and report merge checks it",
+            shard.index, shard.count
+        ));
+    }
     let users = args.users.or(file.users).map(|u| shard.users(u));
     if users == Some(0) && shard.count > 1 {
         return Err(format!(
@@ -593,6 +600,17 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
         interrupted,
     };
     merge::finish_reports(&args.report_file, &tag);
+    // A shard's slice is not the run: an rps rule fails on each of N shards, an error
+    // rate can fail on one. The verdict is `report merge`'s; a shard exits 0 on a breach.
+    let breached = if breached && plan.shard.count > 1 {
+        println!(
+            "shard {}/{}: a threshold failed on this shard's part of the load; the run's verdict is acs-harness report merge's, on all shards' reports",
+            plan.shard.index, plan.shard.count
+        );
+        false
+    } else {
+        breached
+    };
     if breached {
         EXIT_BREACHED
     } else if interrupted {

@@ -63,7 +63,11 @@ fn scale(v: &mut Value, rng: &mut Rng, count: u64) {
     match v {
         Value::Object(map) => {
             if map.contains_key("times_us") {
-                let old_count = map.get("counter").and_then(Value::as_u64).unwrap_or(1).max(1);
+                let old_count = map
+                    .get("counter")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1)
+                    .max(1);
                 let old_total = map
                     .get("total_time_us")
                     .and_then(Value::as_u64)
@@ -120,10 +124,14 @@ fn scale(v: &mut Value, rng: &mut Rng, count: u64) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let [_, template, out, shards, seconds, rate] = args.as_slice() else {
-        return Err("usage: shard_reports TEMPLATE.json OUT_DIR SHARDS SECONDS REQ_PER_SEC_PER_SHARD".into());
+        return Err(
+            "usage: shard_reports TEMPLATE.json OUT_DIR SHARDS SECONDS REQ_PER_SEC_PER_SHARD"
+                .into(),
+        );
     };
     let template: Value = serde_json::from_str(&std::fs::read_to_string(template)?)?;
-    let (shards, seconds, rate): (usize, u64, u64) = (shards.parse()?, seconds.parse()?, rate.parse()?);
+    let (shards, seconds, rate): (usize, u64, u64) =
+        (shards.parse()?, seconds.parse()?, rate.parse()?);
     std::fs::create_dir_all(out)?;
     let names = template["raw_metrics"]["requests"]
         .as_object()
@@ -141,10 +149,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 scale(&mut r["raw_data"], &mut rng, per_request);
                 r["success_count"] = (per_request - per_request / 200).into();
                 r["fail_count"] = (per_request / 200).into();
-                let codes = r["status_code_counts"].as_object().map(|c| c.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+                let codes = r["status_code_counts"]
+                    .as_object()
+                    .map(|c| c.keys().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default();
                 let mut counts = serde_json::Map::new();
                 for (i, code) in codes.iter().enumerate() {
-                    counts.insert(code.clone(), if i == 0 { per_request - per_request / 200 } else { 0 }.into());
+                    counts.insert(
+                        code.clone(),
+                        if i == 0 {
+                            per_request - per_request / 200
+                        } else {
+                            0
+                        }
+                        .into(),
+                    );
                 }
                 counts.insert("500".into(), (per_request / 200).into());
                 r["status_code_counts"] = Value::Object(counts);

@@ -357,3 +357,59 @@ fn merge_refuses_what_is_not_a_shard_report() {
     assert!(text(&out).contains("absent.json"), "{}", text(&out));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_waiting_for_the_start_ends_with_exit_2_and_no_load() {
+    use std::io::BufRead;
+    let server = Server::bind(DoubleConfig::default())
+        .await
+        .expect("bind the double")
+        .spawn();
+    let start_at = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut child = bin()
+        .args(["load", "--host", server.uri(), "--quiet", "--users", "2"])
+        .args(["--run-time", "1s", "--seed", "3", "--start-at", &start_at])
+        .env("ACS_CONNECTION_STRING", server.connection_string().expose())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let pid = child.id();
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || {
+            // Wait for the event (the printed wait), then stop it.
+            let mut seen = Vec::new();
+            for line in std::io::BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                let waiting = line.contains("waiting");
+                seen.push(line);
+                if waiting {
+                    let kill = Command::new("kill")
+                        .args(["-TERM", &pid.to_string()])
+                        .status()
+                        .unwrap();
+                    assert!(kill.success());
+                    break;
+                }
+            }
+            (child.wait_with_output().unwrap(), seen)
+        }),
+    )
+    .await
+    .expect("load ended within a minute of SIGTERM")
+    .unwrap();
+    let (output, seen) = out;
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("waiting") && l.contains(&start_at[..16])),
+        "{seen:?}"
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("interrupted before the start time"));
+    let c = server.handler().counters();
+    let load: u64 = c.by_endpoint.values().map(|e| e.requests).sum();
+    assert_eq!(load, 0, "requests were sent before the start time");
+}

@@ -660,7 +660,7 @@ fn run_inner(args: &MergeArgs) -> Result<u8, String> {
             let id = shard::scenario_id(&file);
             if id != merged.scenario_id {
                 return Err(format!(
-                    "--scenario {s}: not the scenario the shards ran ({} , {})",
+                    "--scenario {s}: not the scenario the shards ran ({}, {})",
                     merged.scenario, merged.scenario_id
                 ));
             }

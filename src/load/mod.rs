@@ -46,7 +46,11 @@ Examples:
       --report-file report.json --threshold 'POST /calls:p95<300ms'
   acs-harness generate create-call --count 500 --seed 7 > bodies.jsonl
   acs-harness load --host http://127.0.0.1:8080 --connection-string \"$ACS_CONNECTION_STRING\" \\
-      --scenario call-creation --bodies bodies.jsonl")]
+      --scenario call-creation --bodies bodies.jsonl
+  # shard 0 of 3 of one run (same --seed and --start-at on every shard), then merge:
+  acs-harness load --host http://127.0.0.1:8080 --users 96 --run-time 10m --seed 42 \\
+      --shard 0/3 --start-at 2026-12-02T12:00:00Z --report-file shard-0.json
+  acs-harness report merge shard-0.json shard-1.json shard-2.json --report-file merged.html")]
 pub struct LoadArgs {
     /// Target base URL (http://host:port). Without it, the embedded double is started
     /// on a free loopback port and a short default load runs against it.

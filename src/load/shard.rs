@@ -203,6 +203,15 @@ pub async fn wait_until(at: chrono::DateTime<chrono::Utc>) -> bool {
             true
         }
         Some(d) => {
+            let stop = crate::output::shutdown_signal();
+            tokio::pin!(stop);
+            // Poll once so the signal handlers are in place before the wait is printed:
+            // a SIGTERM right after the message must end the wait, not the process.
+            tokio::select! {
+                biased;
+                () = &mut stop => return false,
+                () = std::future::ready(()) => {}
+            }
             crate::output::println(&format!(
                 "load: waiting {:.1}s until {} to start",
                 d.as_secs_f64(),
@@ -210,7 +219,7 @@ pub async fn wait_until(at: chrono::DateTime<chrono::Utc>) -> bool {
             ));
             tokio::select! {
                 () = tokio::time::sleep(d) => true,
-                () = crate::output::shutdown_signal() => false,
+                () = &mut stop => false,
             }
         }
     }

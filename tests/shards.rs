@@ -299,7 +299,17 @@ fn external_sources_are_found() {
 #[test]
 fn a_shard_without_users_does_not_start() {
     let out = bin()
-        .args(["load", "--users", "2", "--shard", "2/3", "--run-time", "1s"])
+        .args([
+            "load",
+            "--users",
+            "2",
+            "--shard",
+            "2/3",
+            "--run-time",
+            "1s",
+            "--seed",
+            "1",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -308,12 +318,42 @@ fn a_shard_without_users_does_not_start() {
         "{}",
         text(&out)
     );
+    let out = bin()
+        .args(["load", "--users", "3", "--shard", "2/3", "--run-time", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("needs --seed"), "{}", text(&out));
+    let out = bin()
+        .args([
+            "load",
+            "--shard",
+            "0/2",
+            "--seed",
+            "1",
+            "--start-at",
+            "noon",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--start-at \"noon\""), "{}", text(&out));
 }
 
 #[test]
 fn shard_index_comes_from_the_indexed_job() {
     let out = bin()
-        .args(["load", "--users", "2", "--shards", "3", "--run-time", "1s"])
+        .args([
+            "load",
+            "--users",
+            "2",
+            "--shards",
+            "3",
+            "--run-time",
+            "1s",
+            "--seed",
+            "1",
+        ])
         .env("JOB_COMPLETION_INDEX", "2")
         .output()
         .unwrap();

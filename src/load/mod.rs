@@ -271,9 +271,10 @@ fn prepare_shard(args: &LoadArgs, shard: shard::Shard) -> Result<Plan, String> {
         ));
     }
     let test_plan = match &args.test_plan {
+        Some(p) if shard.count == 1 => Some(p.clone()),
         Some(p) => {
             let part = shard.test_plan(p)?;
-            if plan_users(&part) == 0 && shard.count > 1 {
+            if plan_users(&part) == 0 {
                 return Err(format!(
                     "--test-plan {p:?}{}",
                     whole("without users: give at least as many users as shards")

@@ -726,11 +726,31 @@ mod tests {
             test_plan: Some("4,2s;0,1s".into()),
             ..Default::default()
         };
+        let plan = prepare(&with_plan).unwrap();
         let c = goose::config::GooseConfiguration::parse_args_default(&goose_args(
             &with_plan, &plan, "http://x", 4,
         ))
         .unwrap();
         assert!(c.users.is_none() && !c.no_reset_metrics);
+
+        // A shard runs its part of the users and of each test plan step.
+        let sharded = LoadArgs {
+            users: Some(5),
+            seed: Some(1),
+            ..Default::default()
+        };
+        let plan = prepare_shard(&sharded, shard::Shard::new(1, 2).unwrap()).unwrap();
+        assert_eq!(plan.users, Some(2));
+        let plan = prepare_shard(
+            &LoadArgs {
+                seed: Some(1),
+                ..with_plan
+            },
+            shard::Shard::new(1, 2).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(plan.test_plan.as_deref(), Some("2,2s;0,1s"));
+        assert!(goose_args(&sharded, &plan, "http://x", 2).contains(&"2,2s;0,1s".to_string()));
     }
 
     #[test]

@@ -256,6 +256,22 @@ async fn three_shards_merge_into_the_exact_whole_run() {
         .map(|e| counters.by_endpoint.get(e).map_or(0, |c| c.requests))
         .sum();
     assert!(total > 0);
+    // The figure for the closing note (`cargo test --test shards -- --nocapture`).
+    let merged_total: u64 = requests
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|r| r["success_count"].as_u64().unwrap() + r["fail_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(merged_total, total);
+    println!(
+        "3 shards merged: {merged_total} requests; the double counted {total} on the six endpoints ({:?})",
+        counters
+            .by_endpoint
+            .iter()
+            .map(|(e, c)| (e.name(), c.requests))
+            .collect::<Vec<_>>()
+    );
     assert!(
         text(&merge).contains(&format!("{total} requests")),
         "{}",

@@ -32,6 +32,17 @@ pub enum Command {
     /// Run a load scenario (goose) against a target, or the embedded double, and judge
     /// its thresholds: exit 0 all held, 1 one breached, 2 the run could not start.
     Load(Box<crate::load::LoadArgs>),
+    /// Work on load reports: `report merge` combines shard reports into one and judges
+    /// the thresholds on the whole run (exit 0 held, 1 breached, 2 could not merge).
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+/// The subcommands of `acs-harness report`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Merge the JSON reports of a sharded load run into one report of the whole run.
+    Merge(crate::load::merge::MergeArgs),
 }
 
 /// Arguments of `acs-harness spec`.
@@ -91,6 +102,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Generate(args) => run_generate(&args),
         Command::Contract(args) => crate::gate::run(args),
         Command::Load(args) => ExitCode::from(crate::load::run(*args)),
+        Command::Report(ReportCommand::Merge(args)) => {
+            ExitCode::from(crate::load::merge::run(args))
+        }
         Command::Serve(args) => match crate::double::serve::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -207,18 +207,34 @@ impl Bodies {
 
     /// Reads a `--bodies` file: JSON lines as `acs-harness generate` prints them.
     pub fn read_file(path: &Path) -> Result<Bodies, String> {
+        Bodies::read_file_slice(path, 0, 1)
+    }
+
+    /// [`Bodies::read_file`] for shard `shard` of `shards`: only request lines `i` with
+    /// `i % shards == shard` (0-based, blank lines not counted).
+    pub fn read_file_slice(path: &Path, shard: usize, shards: usize) -> Result<Bodies, String> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{file}: cannot read the bodies file: {e}"))?;
         let mut queues: [Vec<PreparedBody>; 6] = Default::default();
+        let mut request = 0usize;
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
+                continue;
+            }
+            request += 1;
+            if (request - 1) % shards.max(1) != shard {
                 continue;
             }
             let raw = parse_line(line).map_err(|e| format!("{file}:{}: {e}", i + 1))?;
             queues[index(raw.endpoint)].push(PreparedBody::prepare(raw));
         }
         let total = queues.iter().map(Vec::len).sum();
+        if total == 0 && shards > 1 {
+            return Err(format!(
+                "{file}: holds no request for shard {shard}/{shards} (line i goes to shard i mod {shards})"
+            ));
+        }
         if total == 0 {
             return Err(format!("{file}: the bodies file holds no request"));
         }

@@ -13,7 +13,9 @@
 pub mod attack;
 pub mod bodies;
 pub mod guard;
+pub mod merge;
 pub mod scenario;
+pub mod shard;
 pub mod threshold;
 
 use crate::auth::{ConnectionString, Signer};
@@ -59,7 +61,11 @@ Examples:
       --report-file report.json --threshold 'POST /calls:p95<300ms'
   acs-harness generate create-call --count 500 --seed 7 > bodies.jsonl
   acs-harness load --host http://127.0.0.1:8080 --connection-string \"$ACS_CONNECTION_STRING\" \\
-      --scenario call-creation --bodies bodies.jsonl")]
+      --scenario call-creation --bodies bodies.jsonl
+  # shard 0 of 3 of one run (same --seed and --start-at on every shard), then merge:
+  acs-harness load --host http://127.0.0.1:8080 --users 96 --run-time 10m --seed 42 \\
+      --shard 0/3 --start-at 2026-12-02T12:00:00Z --report-file shard-0.json
+  acs-harness report merge shard-0.json shard-1.json shard-2.json --report-file merged.html")]
 pub struct LoadArgs {
     /// Target base URL (http://host:port). Without it, the embedded double is started
     /// on a free loopback port and a short default load runs against it, even when a
@@ -124,6 +130,18 @@ pub struct LoadArgs {
     /// Only warnings and errors from goose on the console.
     #[arg(long)]
     pub quiet: bool,
+    /// Run shard I of N (0-based, e.g. 0/3): its share of the users, its own seed and
+    /// `--bodies` lines; `acs-harness report merge` combines the shards' JSON reports and
+    /// judges the thresholds (a shard exits 0 when one fails on its part alone).
+    #[arg(long, value_name = "I/N", conflicts_with = "shards")]
+    pub shard: Option<String>,
+    /// Run one of N shards, its index read from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub shards: Option<u32>,
+    /// Wait until this wall-clock time (RFC 3339, e.g. 2026-12-02T12:00:00Z) before the
+    /// first request, so shards started at different moments begin together.
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
 }
 
 impl std::fmt::Debug for LoadArgs {
@@ -147,6 +165,9 @@ impl std::fmt::Debug for LoadArgs {
             .field("report_file", &self.report_file)
             .field("baseline_file", &self.baseline_file)
             .field("threshold", &self.threshold)
+            .field("shard", &self.shard)
+            .field("shards", &self.shards)
+            .field("start_at", &self.start_at)
             .finish_non_exhaustive()
     }
 }
@@ -173,14 +194,25 @@ struct Plan {
     test_plan: Option<String>,
     replay: Option<Bodies>,
     seed: u64,
+    /// This shard's users (of the whole run's, when sharded).
     users: usize,
     destination: Destination,
+    /// Which part of the run this process runs.
+    shard: shard::Shard,
+    start_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Runs `acs-harness load`; returns the exit status (0 held, 1 breached, 2 not started
 /// or interrupted).
 pub fn run(args: LoadArgs) -> u8 {
-    let plan = match prepare(&args) {
+    let job_index = std::env::var("JOB_COMPLETION_INDEX").ok();
+    let plan = match shard::Shard::resolve(
+        args.shard.as_deref(),
+        args.shards.map(|n| n as usize),
+        job_index.as_deref(),
+    )
+    .and_then(|s| prepare_shard(&args, s))
+    {
         Ok(p) => p,
         Err(e) => {
             output::eprintln(&format!("error: {e}"));
@@ -202,9 +234,12 @@ pub fn run(args: LoadArgs) -> u8 {
     runtime.block_on(execute(args, plan))
 }
 
-/// Checks everything that can be checked without a target, so every mistake is exit 2
-/// in the harness's words before the double starts or a request goes out.
+#[cfg(test)]
 fn prepare(args: &LoadArgs) -> Result<Plan, String> {
+    prepare_shard(args, shard::Shard::WHOLE)
+}
+
+fn prepare_shard(args: &LoadArgs, shard: shard::Shard) -> Result<Plan, String> {
     let reference = ScenarioRef::from_arg(
         args.scenario
             .as_deref()
@@ -242,7 +277,7 @@ fn prepare(args: &LoadArgs) -> Result<Plan, String> {
         None => None,
     };
     let replay = match &args.bodies {
-        Some(path) => Some(read_replay(path, &file)?),
+        Some(path) => Some(read_replay(path, &file, shard)?),
         None => None,
     };
     // A replay lasts until every body is sent; its run time is a limit, not the length.
@@ -260,27 +295,65 @@ fn prepare(args: &LoadArgs) -> Result<Plan, String> {
         })?;
     }
     let destination = destination(args)?;
-    let users = match &test_plan {
-        Some((_, max)) => *max,
-        None => args
-            .users
-            .or(file.users)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-    };
     let seed = args.seed.unwrap_or_else(|| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);
         u64::from_le_bytes(b)
     });
+    if shard.count > 1 && args.seed.is_none() {
+        return Err(format!(
+            "shard {}/{} needs --seed S: all shards of a run share its seed (each derives its own from it), and report merge checks it",
+            shard.index, shard.count
+        ));
+    }
+    let whole = |part: &str| match shard.count {
+        1 => String::new(),
+        n => format!(" across {n} shards leaves shard {}/{n} {part}", shard.index),
+    };
+    let test_plan = match test_plan {
+        Some((p, _)) if shard.count == 1 => Some(p),
+        Some((p, _)) => {
+            let part = shard.test_plan(&p)?;
+            if plan_users(&part) == 0 {
+                return Err(format!(
+                    "--test-plan {p:?}{}",
+                    whole("without users: give at least as many users as shards")
+                ));
+            }
+            Some(part)
+        }
+        None => None,
+    };
+    let users = match (&test_plan, args.users.or(file.users)) {
+        (Some(p), _) => plan_users(p),
+        (None, Some(total)) => {
+            let mine = shard.users(total);
+            if mine == 0 {
+                return Err(format!(
+                    "--users {total}{}",
+                    whole("without users: give at least as many users as shards")
+                ));
+            }
+            mine
+        }
+        (None, None) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let start_at = args
+        .start_at
+        .as_deref()
+        .map(shard::parse_start_at)
+        .transpose()?;
     let plan = Plan {
         file,
         rules,
         run_time,
-        test_plan: test_plan.map(|(t, _)| t),
+        test_plan,
         replay,
         seed,
         users,
         destination,
+        shard,
+        start_at,
     };
     // goose checks the remaining combinations itself: let it now, before anything starts.
     goose::config::GooseConfiguration::parse_args_default(&goose_args(
@@ -293,10 +366,18 @@ fn prepare(args: &LoadArgs) -> Result<Plan, String> {
     Ok(plan)
 }
 
-/// Reads a `--bodies` file and checks it against the scenario: every body must have a
+/// The most users a canonical test plan (`users,seconds;...`) runs at once.
+fn plan_users(plan: &str) -> usize {
+    plan.split(';')
+        .filter_map(|step| step.split(',').next()?.trim().parse::<usize>().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Reads this shard's slice of a `--bodies` file and checks it against the scenario: every body must have a
 /// step that sends it (or the replay could never end), every step a body it needs.
-fn read_replay(path: &Path, file: &ScenarioFile) -> Result<Bodies, String> {
-    let bodies = Bodies::read_file(path)?;
+fn read_replay(path: &Path, file: &ScenarioFile, shard: shard::Shard) -> Result<Bodies, String> {
+    let bodies = Bodies::read_file_slice(path, shard.index, shard.count)?;
     if let Bodies::Replay(r) = &bodies {
         let used = file.endpoints();
         for e in Endpoint::ALL {
@@ -755,8 +836,23 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
     let endpoints = plan.file.endpoints();
     let bodies = match plan.replay {
         Some(b) => b,
-        None => Bodies::generate(plan.seed, plan.users, &endpoints, &generator),
+        None => Bodies::generate(
+            plan.shard.seed(plan.seed),
+            plan.users,
+            &endpoints,
+            &generator,
+        ),
     };
+    if plan.shard.count > 1 {
+        output::println(&format!(
+            "load: shard {}/{} with {} users, seed {} (shard seed {})",
+            plan.shard.index,
+            plan.shard.count,
+            plan.users,
+            plan.seed,
+            plan.shard.seed(plan.seed)
+        ));
+    }
     output::println(&format!(
         "load: scenario {}{} ({}), seed {}",
         plan.file.source,
@@ -804,6 +900,15 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
     }
     if stop.interrupted() {
         output::eprintln("interrupted before the load started (exit 2)");
+        outputs.finish(&stop, &plan.rules, &[], RunState::Interrupted, None, false);
+        return EXIT_INTERRUPTED;
+    }
+    if let Some(at) = plan.start_at
+        && !shard::wait_until(at).await
+    {
+        output::eprintln(&format!(
+            "interrupted before the start time: nothing was sent (exit {EXIT_INTERRUPTED})"
+        ));
         outputs.finish(&stop, &plan.rules, &[], RunState::Interrupted, None, false);
         return EXIT_INTERRUPTED;
     }
@@ -862,6 +967,31 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
         RunState::Finished
     };
     outputs.finish(&stop, &plan.rules, &results, state, unsent, true);
+    let tag = shard::Tag {
+        index: plan.shard.index,
+        count: plan.shard.count,
+        seed: plan.seed,
+        shard_seed: plan.shard.seed(plan.seed),
+        scenario: plan.file.source.clone(),
+        scenario_id: shard::scenario_id(&plan.file),
+        host: crate::redact::url(&format!("{origin}{}", ctx.target.prefix)),
+        users: plan.users,
+        thresholds: plan.rules.iter().map(|r| r.text.clone()).collect(),
+        start_at: plan.start_at.map(|t| t.to_rfc3339()),
+        interrupted,
+    };
+    merge::finish_reports(&args.report_file, &tag);
+    // A shard's slice is not the run: an rps rule fails on each of N shards, an error
+    // rate can fail on one. The verdict is `report merge`'s; a shard exits 0 on a breach.
+    let breached = if breached && plan.shard.count > 1 {
+        output::println(&format!(
+            "shard {}/{}: a threshold failed on this shard's part of the load; the run's verdict is acs-harness report merge's, on all shards' reports",
+            plan.shard.index, plan.shard.count
+        ));
+        false
+    } else {
+        breached
+    };
     if breached || unsent.is_some() {
         EXIT_BREACHED
     } else if interrupted {
@@ -992,6 +1122,26 @@ mod tests {
         ))
         .unwrap();
         assert!(c.users.is_none() && !c.no_reset_metrics);
+
+        // A shard runs its part of the users and of each test plan step.
+        let sharded = LoadArgs {
+            users: Some(5),
+            seed: Some(1),
+            ..Default::default()
+        };
+        let plan = prepare_shard(&sharded, shard::Shard::new(1, 2).unwrap()).unwrap();
+        assert_eq!(plan.users, 2);
+        let plan = prepare_shard(
+            &LoadArgs {
+                seed: Some(1),
+                test_plan: Some("4,2s;0,1s".into()),
+                ..Default::default()
+            },
+            shard::Shard::new(1, 2).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(plan.test_plan.as_deref(), Some("2,2;0,1"));
+        assert!(goose_args(&sharded, &plan, "http://x", &[]).contains(&"2,2;0,1".to_string()));
     }
 
     #[test]

@@ -31,6 +31,12 @@ pub const EXIT_NOT_STARTED: u8 = 2;
 /// (the reports are written, but a partial run must not pass a release gate).
 pub const EXIT_INTERRUPTED: u8 = 2;
 
+/// `--timeout` when not given, as in the gate.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the end of a run may take to hang up the calls it left open.
+const CALLS_GRACE: Duration = Duration::from_secs(5);
+
 /// Options of `acs-harness load`.
 #[derive(Clone, Default, clap::Args)]
 #[command(after_help = "\
@@ -100,6 +106,10 @@ pub struct LoadArgs {
     /// Stop the run as soon as a threshold fails (checked every second once all users run).
     #[arg(long)]
     pub threshold_abort: bool,
+    /// How long each request may take before it counts as failed, e.g. 10s, 500ms; also
+    /// bounds how long the end of a run waits for requests still in flight [default: 10s].
+    #[arg(long, value_name = "DUR")]
+    pub timeout: Option<String>,
     /// Coordinated-omission mitigation: average, maximum, minimum or disabled.
     #[arg(long, value_name = "MODE")]
     pub co_mitigation: Option<String>,
@@ -129,6 +139,7 @@ impl std::fmt::Debug for LoadArgs {
             .field("report_file", &self.report_file)
             .field("baseline_file", &self.baseline_file)
             .field("threshold", &self.threshold)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +151,8 @@ struct Plan {
     run_time: Option<Duration>,
     replay: Option<Bodies>,
     seed: u64,
+    /// Per-request timeout.
+    timeout: Duration,
 }
 
 /// Runs `acs-harness load`; returns the exit status (0 held, 1 breached, 2 not started
@@ -207,6 +220,10 @@ fn prepare(args: &LoadArgs) -> Result<Plan, String> {
         }
         None => None,
     };
+    let timeout = match &args.timeout {
+        Some(t) => request_timeout(t)?,
+        None => DEFAULT_TIMEOUT,
+    };
     let seed = args.seed.unwrap_or_else(|| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);
@@ -218,7 +235,19 @@ fn prepare(args: &LoadArgs) -> Result<Plan, String> {
         run_time,
         replay,
         seed,
+        timeout,
     })
+}
+
+/// `--timeout`: above 0 and at most a day (goose counts it in whole milliseconds).
+fn request_timeout(text: &str) -> Result<Duration, String> {
+    let d = crate::duration::parse(text).map_err(|e| format!("--timeout: {e}"))?;
+    if d < Duration::from_millis(1) || d > Duration::from_secs(86_400) {
+        return Err(format!(
+            "--timeout must be between 1ms and 24h, got {text:?}"
+        ));
+    }
+    Ok(d)
 }
 
 /// The target: an explicit host, the connection string's endpoint, or the embedded double.
@@ -354,6 +383,7 @@ fn goose_args(args: &LoadArgs, plan: &Plan, origin: &str, users: usize) -> Vec<S
     if let Some(mode) = &args.co_mitigation {
         push("--co-mitigation", mode);
     }
+    push("--timeout", &format!("{:.3}", plan.timeout.as_secs_f64()));
     if args.test_plan.is_none() {
         // Keep the ramp-up in the metrics: short runs would otherwise lose most samples.
         out.push("--no-reset-metrics".into());
@@ -364,6 +394,8 @@ fn goose_args(args: &LoadArgs, plan: &Plan, origin: &str, users: usize) -> Vec<S
     if args.quiet {
         out.push("--quiet".into());
     }
+    // Answers are read raw under a cap; a decompressed gzip answer could grow past it.
+    out.push("--no-gzip".into());
     out.push("--no-telnet".into());
     out
 }
@@ -451,6 +483,7 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
         },
         bodies,
         all_bodies_sent: std::sync::atomic::AtomicBool::new(false),
+        calls: attack::Calls::default(),
     });
     let mut attack = match goose::GooseAttack::initialize_with_config(config) {
         Ok(a) => a,
@@ -476,6 +509,8 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
             return EXIT_NOT_STARTED;
         }
     };
+    // Every call the run created is hung up before it ends, however it ended.
+    println!("{}", attack::hang_up_all(&ctx, CALLS_GRACE).await);
     if !plan.rules.is_empty() {
         println!("\nThresholds");
         print!("{}", threshold::table(&plan.rules, &metrics.thresholds));

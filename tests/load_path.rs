@@ -6,6 +6,7 @@ use acs_harness::auth::ConnectionString;
 use acs_harness::contract::Endpoint;
 use acs_harness::double::DoubleConfig;
 use acs_harness::double::serve::Server;
+use acs_harness::load::attack::request_key;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -227,7 +228,7 @@ async fn create_calls(host: &str, name: &str, extra: &[&str]) -> (Output, u64, u
     ];
     args.extend_from_slice(extra);
     let out = load(host, &connection_string(host), &args).await;
-    let (ok, failed, errors) = counts(&report, &Endpoint::CreateCall.request_name());
+    let (ok, failed, errors) = counts(&report, &request_key(Endpoint::CreateCall));
     let _ = std::fs::remove_dir_all(&dir);
     (out, ok, failed, errors)
 }

@@ -10,13 +10,17 @@ use crate::redact;
 use bytes::Bytes;
 use goose::goose::{GooseMethod, GooseUser, Scenario, Transaction, TransactionError};
 use goose::prelude::{GooseRequest, TransactionFunction, TransactionResult};
-use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue};
 use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Header names the requests carry, parsed once.
+static X_MS_DATE: HeaderName = HeaderName::from_static("x-ms-date");
+static X_MS_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-ms-content-sha256");
 
 /// A user that has to skip a step (no call yet, bodies used up) pauses at least this
 /// long, so it never spins without awaiting anything.
@@ -218,8 +222,8 @@ async fn hang_up(ctx: &Context, client: &reqwest::Client, call: &str) -> HangupO
     );
     let sent = client
         .post(format!("{}{path_and_query}", target.origin))
-        .header("x-ms-date", date)
-        .header("x-ms-content-sha256", hash)
+        .header(&X_MS_DATE, date)
+        .header(&X_MS_CONTENT_SHA256, hash)
         .header(AUTHORIZATION, auth)
         .send()
         .await;
@@ -332,6 +336,33 @@ struct UserState {
     cursors: [usize; 6],
 }
 
+/// The name goose reports an endpoint's requests under. goose prefixes the method and
+/// cuts the result to 24 characters in its console tables, so each name is short enough
+/// to show in full and tell the endpoints apart.
+pub fn request_label(e: Endpoint) -> &'static str {
+    match e {
+        Endpoint::CreateCall => "/calls",
+        Endpoint::Hangup => "hangup",
+        Endpoint::PlayAudio => "play-audio",
+        Endpoint::CancelMediaProcessing => "cancel-media",
+        Endpoint::InviteParticipants => "participants",
+        Endpoint::RemoveParticipant => "participant",
+    }
+}
+
+/// `METHOD label`, the key of an endpoint's requests in goose's metrics and reports.
+pub fn request_key(e: Endpoint) -> String {
+    format!("{} {}", e.method(), request_label(e))
+}
+
+/// The endpoint a request name in a threshold means: its goose key (`POST play-audio`),
+/// its endpoint name (`play-audio`) or its contract name (`POST /calls/{callId}/PlayAudio`).
+pub fn endpoint_named(name: &str) -> Option<Endpoint> {
+    Endpoint::ALL
+        .into_iter()
+        .find(|&e| name == request_key(e) || name == e.name() || name == e.request_name())
+}
+
 /// Builds the goose scenario for one scenario of a file.
 pub fn build(ctx: &Arc<Context>, s: &scenario::Scenario) -> Result<Scenario, goose::GooseError> {
     let mut out = Scenario::new(&s.name).set_weight(s.weight)?;
@@ -431,6 +462,15 @@ fn sign(
     })
 }
 
+/// `METHOD /path/template` of an endpoint, written only when a reason needs it.
+struct RequestName(Endpoint);
+
+impl fmt::Display for RequestName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.0.method(), self.0.path_template())
+    }
+}
+
 fn error(reason: String) -> TransactionResult {
     Err(Box::new(TransactionError::Custom(reason)))
 }
@@ -462,7 +502,7 @@ async fn send(ctx: &Context, user: &mut GooseUser, endpoint: Endpoint) -> Sent {
         };
         let cursor = &mut state.cursors[index(endpoint)];
         let (body, last) = match ctx.bodies.next(user_index, endpoint, cursor) {
-            Next::Body { body, last } => (body.clone(), last),
+            Next::Body { body, last } => (body, last),
             Next::Exhausted => return Sent::Skipped,
         };
         (call, path, body, last)
@@ -487,8 +527,8 @@ async fn send(ctx: &Context, user: &mut GooseUser, endpoint: Endpoint) -> Sent {
     let mut rb = user
         .client
         .request(reqwest_method, url)
-        .header("x-ms-date", date)
-        .header("x-ms-content-sha256", body.hash.clone())
+        .header(&X_MS_DATE, date)
+        .header(&X_MS_CONTENT_SHA256, body.hash.clone())
         .header(AUTHORIZATION, auth);
     if let Some(ct) = &body.content_type {
         rb = rb.header(CONTENT_TYPE, ct.clone());
@@ -498,7 +538,7 @@ async fn send(ctx: &Context, user: &mut GooseUser, endpoint: Endpoint) -> Sent {
     }
     let request = GooseRequest::builder()
         .method(goose_method)
-        .name(endpoint.path_template())
+        .name(request_label(endpoint))
         .set_request_builder(rb)
         .build();
     let mut sent = match user.request(request).await {
@@ -510,7 +550,7 @@ async fn send(ctx: &Context, user: &mut GooseUser, endpoint: Endpoint) -> Sent {
         ctx.all_bodies_sent.store(true, Ordering::Relaxed);
         goose::trigger_killswitch("every body of the --bodies file was sent");
     }
-    let name = endpoint.request_name();
+    let name = RequestName(endpoint);
     let mut response = match sent.response {
         Ok(r) => r,
         Err(e) => {
@@ -522,10 +562,7 @@ async fn send(ctx: &Context, user: &mut GooseUser, endpoint: Endpoint) -> Sent {
     };
     let status = response.status().as_u16();
     let headers = response.headers();
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let content_type = headers.get(CONTENT_TYPE).cloned();
     // No request asks for a compressed answer and none is decompressed (a small
     // compressed body can expand past any cap); an encoded answer cannot be checked.
     let encoding = headers
@@ -557,7 +594,8 @@ async fn send(ctx: &Context, user: &mut GooseUser, endpoint: Endpoint) -> Sent {
             });
         }
     };
-    let verdict = check(endpoint, &body, status, content_type.as_deref(), &bytes);
+    let content_type = content_type.as_ref().and_then(|v| v.to_str().ok());
+    let verdict = check(endpoint, body, status, content_type, &bytes);
     let Some(state) = user.get_session_data_mut::<UserState>() else {
         return Sent::Done(verdict.map_err(|r| Box::new(TransactionError::Custom(r))));
     };
@@ -574,7 +612,7 @@ async fn send(ctx: &Context, user: &mut GooseUser, endpoint: Endpoint) -> Sent {
     } else if let Some(call) = call.as_ref() {
         forget_call(ctx, state, endpoint, status, call);
         if verdict.is_ok() && endpoint == Endpoint::InviteParticipants {
-            remember_participants(state, &body);
+            remember_participants(state, body);
         }
     }
     match verdict {
@@ -739,6 +777,20 @@ mod tests {
         assert_eq!(calls.open(), 1);
         let book = calls.book();
         assert_eq!((book.created, book.hung_up, book.gone), (2, 1, 0));
+    }
+
+    #[test]
+    fn request_names_show_in_full_in_goose_tables_and_differ() {
+        let keys: HashSet<String> = Endpoint::ALL.into_iter().map(request_key).collect();
+        assert_eq!(keys.len(), Endpoint::ALL.len());
+        for e in Endpoint::ALL {
+            let key = request_key(e);
+            assert_eq!(goose::util::truncate_string(&key, 24), key);
+            assert_eq!(endpoint_named(&key), Some(e));
+            assert_eq!(endpoint_named(e.name()), Some(e));
+            assert_eq!(endpoint_named(&e.request_name()), Some(e));
+            assert_eq!(RequestName(e).to_string(), e.request_name());
+        }
     }
 
     #[test]

@@ -630,6 +630,9 @@ mod tests {
         assert_eq!(c.baseline_file.as_deref(), Some("base.json"));
         assert!(c.co_mitigation.is_some());
         assert!(c.no_reset_metrics && c.no_telnet && c.no_threshold_abort);
+        // Requests time out after --timeout (10 s by default), answers are not decompressed.
+        assert_eq!(c.timeout.as_deref(), Some("10.000"));
+        assert!(c.no_gzip);
         assert!(
             c.threshold
                 .contains(&"p95<300ms for POST /calls".to_string())

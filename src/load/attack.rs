@@ -52,6 +52,30 @@ pub struct Target {
     pub host_header: String,
     /// Signs every request.
     pub signer: Signer,
+    /// `origin` parsed, on first use: each request then parses only its own path, not
+    /// the host again.
+    pub parsed_origin: std::sync::OnceLock<Option<url::Url>>,
+}
+
+impl Target {
+    /// The URL of a request to `path` (percent-encoded, with the prefix) and the path and
+    /// query it is signed for, read back from that URL so both always agree.
+    fn request_url(&self, path: &str) -> Result<(url::Url, String), String> {
+        let mut url = match self
+            .parsed_origin
+            .get_or_init(|| url::Url::parse(&self.origin).ok())
+        {
+            Some(base) => base.clone(),
+            None => url::Url::parse(&self.origin).map_err(|e| format!("the target URL: {e}"))?,
+        };
+        url.set_path(path);
+        url.set_query(self.query.strip_prefix('?'));
+        let path_and_query = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        Ok((url, path_and_query))
+    }
 }
 
 /// Everything a transaction needs, shared by all users.
@@ -211,7 +235,9 @@ pub async fn hang_up_all(ctx: &Arc<Context>, grace: Duration) -> CallsSummary {
 /// Sends one signed Hangup for `call` (`{prefix}/calls/{callId}`).
 async fn hang_up(ctx: &Context, client: &reqwest::Client, call: &str) -> HangupOutcome {
     let target = &ctx.target;
-    let path_and_query = format!("{call}/Hangup{}", target.query);
+    let Ok((url, path_and_query)) = target.request_url(&format!("{call}/Hangup")) else {
+        return HangupOutcome::Failed;
+    };
     let hash = content_hash(b"");
     let (auth, date) = sign(
         &target.signer,
@@ -221,7 +247,7 @@ async fn hang_up(ctx: &Context, client: &reqwest::Client, call: &str) -> HangupO
         &hash,
     );
     let sent = client
-        .post(format!("{}{path_and_query}", target.origin))
+        .post(url)
         .header(&X_MS_DATE, date)
         .header(&X_MS_CONTENT_SHA256, hash)
         .header(AUTHORIZATION, auth)
@@ -507,8 +533,10 @@ async fn send(ctx: &Context, user: &mut GooseUser, endpoint: Endpoint) -> Sent {
         };
         (call, path, body, last)
     };
-    let path_and_query = format!("{path}{}", target.query);
-    let url = format!("{}{}", target.origin, path_and_query);
+    let (url, path_and_query) = match target.request_url(&path) {
+        Ok(u) => u,
+        Err(reason) => return Sent::Done(error(reason)),
+    };
     let method = endpoint.method();
     let hash = body.hash.to_str().unwrap_or_default();
     let (auth, date) = sign(
@@ -791,6 +819,40 @@ mod tests {
             assert_eq!(endpoint_named(&e.request_name()), Some(e));
             assert_eq!(RequestName(e).to_string(), e.request_name());
         }
+    }
+
+    #[test]
+    fn request_urls_carry_prefix_path_and_query_and_sign_what_is_sent() {
+        let key = crate::auth::AccessKey::from_base64("a2V5").unwrap();
+        let target = Target {
+            origin: "http://127.0.0.1:8080".into(),
+            prefix: "/calling".into(),
+            query: "?api-version=2021-06-15-preview".into(),
+            host_header: "127.0.0.1:8080".into(),
+            signer: Signer::new(&key),
+            parsed_origin: Default::default(),
+        };
+        for _ in 0..2 {
+            let (url, signed) = target.request_url("/calling/calls/a%2Fb/Hangup").unwrap();
+            assert_eq!(
+                url.as_str(),
+                "http://127.0.0.1:8080/calling/calls/a%2Fb/Hangup?api-version=2021-06-15-preview"
+            );
+            assert_eq!(
+                signed,
+                "/calling/calls/a%2Fb/Hangup?api-version=2021-06-15-preview"
+            );
+        }
+        let plain = Target {
+            query: String::new(),
+            parsed_origin: Default::default(),
+            ..target
+        };
+        let (url, signed) = plain.request_url("/calls").unwrap();
+        assert_eq!(
+            (url.as_str(), signed.as_str()),
+            ("http://127.0.0.1:8080/calls", "/calls")
+        );
     }
 
     #[test]

@@ -480,6 +480,7 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
             query,
             host_header: host_port(url),
             signer: resolved.connection.signer(),
+            parsed_origin: Default::default(),
         },
         bodies,
         all_bodies_sent: std::sync::atomic::AtomicBool::new(false),

@@ -318,3 +318,68 @@ async fn every_call_a_mixed_run_creates_is_hung_up() {
     );
     assert!(!t.contains("left open"), "{t}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_still_hangs_up_every_call_the_run_created() {
+    // The double says when the tenth call is created, so the run is well under way with
+    // users between their create and their hang-up.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let creates = std::sync::atomic::AtomicU64::new(0);
+    let server = Server::bind(DoubleConfig::default().tamper(move |req, resp| {
+        if req.path_and_query.ends_with("/calls")
+            && resp.status == 200
+            && creates.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 9
+        {
+            let _ = tx.try_send(());
+        }
+    }))
+    .await
+    .expect("bind the double")
+    .spawn();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_acs-harness"));
+    cmd.args([
+        "load",
+        "--host",
+        server.uri(),
+        "--connection-string",
+        &server.connection_string().expose(),
+        "--scenario",
+        "mixed",
+        "--users",
+        "6",
+        "--increase-rate",
+        "100",
+        "--run-time",
+        "60s",
+        "--seed",
+        "7",
+        "--quiet",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .kill_on_drop(true);
+    let child = cmd.spawn().unwrap();
+    tokio::time::timeout(RUN_BOUND, rx.recv())
+        .await
+        .expect("calls are created")
+        .expect("the load started");
+    let pid = child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = tokio::time::timeout(RUN_BOUND, child.wait_with_output())
+        .await
+        .expect("the run stops well before its 60 s")
+        .unwrap();
+    let t = text(&out);
+    let c = server.handler().counters();
+    let created = c.by_endpoint[&Endpoint::CreateCall].success;
+    assert!(created >= 10, "{t}");
+    assert_eq!(c.live_calls, 0, "every call is hung up: {t}");
+    assert!(
+        t.contains(&format!("calls: {created} created, {created} hung up")),
+        "{t}"
+    );
+}

@@ -511,7 +511,7 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
         }
     };
     // Every call the run created is hung up before it ends, however it ended.
-    println!("{}", attack::hang_up_all(&ctx, CALLS_GRACE).await);
+    crate::output::println(&attack::hang_up_all(&ctx, CALLS_GRACE).await.to_string());
     if !plan.rules.is_empty() {
         println!("\nThresholds");
         print!("{}", threshold::table(&plan.rules, &metrics.thresholds));

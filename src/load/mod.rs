@@ -43,6 +43,11 @@ pub const EXIT_INTERRUPTED: u8 = 2;
 /// How long a `--bodies` replay may take when `--run-time` is not given: the scenario's
 /// run time is for generated load, and would cut a long replay short.
 pub const REPLAY_LIMIT: Duration = Duration::from_secs(600);
+/// `--timeout` when not given, as in the gate.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the end of a run may take to hang up the calls it left open.
+const CALLS_GRACE: Duration = Duration::from_secs(5);
 
 /// Options of `acs-harness load`.
 #[derive(Clone, Default, clap::Args)]
@@ -124,6 +129,10 @@ pub struct LoadArgs {
     /// Stop the run as soon as a threshold fails (checked every second once all users run).
     #[arg(long)]
     pub threshold_abort: bool,
+    /// How long each request may take before it counts as failed, e.g. 10s, 500ms; also
+    /// bounds how long the end of a run waits for requests still in flight [default: 10s].
+    #[arg(long, value_name = "DUR")]
+    pub timeout: Option<String>,
     /// Coordinated-omission mitigation: average, maximum, minimum or disabled.
     #[arg(long, value_name = "MODE")]
     pub co_mitigation: Option<String>,
@@ -168,6 +177,7 @@ impl std::fmt::Debug for LoadArgs {
             .field("shard", &self.shard)
             .field("shards", &self.shards)
             .field("start_at", &self.start_at)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -200,6 +210,8 @@ struct Plan {
     /// Which part of the run this process runs.
     shard: shard::Shard,
     start_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Per-request timeout.
+    timeout: Duration,
 }
 
 /// Runs `acs-harness load`; returns the exit status (0 held, 1 breached, 2 not started
@@ -295,6 +307,10 @@ fn prepare_shard(args: &LoadArgs, shard: shard::Shard) -> Result<Plan, String> {
         })?;
     }
     let destination = destination(args)?;
+    let timeout = match &args.timeout {
+        Some(t) => request_timeout(t)?,
+        None => DEFAULT_TIMEOUT,
+    };
     let seed = args.seed.unwrap_or_else(|| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);
@@ -350,6 +366,7 @@ fn prepare_shard(args: &LoadArgs, shard: shard::Shard) -> Result<Plan, String> {
         test_plan,
         replay,
         seed,
+        timeout,
         users,
         destination,
         shard,
@@ -556,6 +573,17 @@ fn thresholds_path(report: &str) -> Option<PathBuf> {
     Some(path.with_file_name(format!("{stem}.thresholds.json")))
 }
 
+/// `--timeout`: above 0 and at most a day (goose counts it in whole milliseconds).
+fn request_timeout(text: &str) -> Result<Duration, String> {
+    let d = crate::duration::parse(text).map_err(|e| format!("--timeout: {e}"))?;
+    if d < Duration::from_millis(1) || d > Duration::from_secs(86_400) {
+        return Err(format!(
+            "--timeout must be between 1ms and 24h, got {text:?}"
+        ));
+    }
+    Ok(d)
+}
+
 /// The target: an explicit host or the embedded double.
 struct Resolved {
     url: url::Url,
@@ -680,6 +708,7 @@ fn goose_args(args: &LoadArgs, plan: &Plan, origin: &str, reports: &[String]) ->
     if let Some(mode) = &args.co_mitigation {
         push("--co-mitigation", &mode.trim().to_ascii_lowercase());
     }
+    push("--timeout", &format!("{:.3}", plan.timeout.as_secs_f64()));
     if plan.test_plan.is_none() {
         // Keep the ramp-up in the metrics: short runs would otherwise lose most samples.
         out.push("--no-reset-metrics".into());
@@ -693,6 +722,8 @@ fn goose_args(args: &LoadArgs, plan: &Plan, origin: &str, reports: &[String]) ->
     // The harness prints goose's tables itself: scrubbed, on a stdout that may be
     // closed, with the thresholds once in its own syntax.
     out.push("--no-print-metrics".into());
+    // Answers are read raw under a cap; a decompressed gzip answer could grow past it.
+    out.push("--no-gzip".into());
     out.push("--no-telnet".into());
     out
 }
@@ -879,9 +910,11 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
             query,
             host_header: host_port(url),
             signer: resolved.connection.signer(),
+            parsed_origin: Default::default(),
         },
         bodies,
         all_bodies_sent: std::sync::atomic::AtomicBool::new(false),
+        calls: attack::Calls::default(),
     });
     let mut attack = match goose::GooseAttack::initialize_with_config(config) {
         Ok(a) => a,
@@ -932,6 +965,8 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
     };
     let results = std::mem::take(&mut metrics.thresholds);
     output::print(&format!("{metrics}"));
+    // Every call the run created is hung up before it ends, however it ended.
+    crate::output::println(&attack::hang_up_all(&ctx, CALLS_GRACE).await.to_string());
     if !plan.rules.is_empty() {
         output::println("\nThresholds");
         output::print(&threshold::table(&plan.rules, &results));
@@ -1102,6 +1137,9 @@ mod tests {
         assert_eq!(c.baseline_file.as_deref(), Some("base.json"));
         assert!(c.co_mitigation.is_some());
         assert!(c.no_reset_metrics && c.no_telnet && c.no_threshold_abort);
+        // Requests time out after --timeout (10 s by default), answers are not decompressed.
+        assert_eq!(c.timeout.as_deref(), Some("10.000"));
+        assert!(c.no_gzip);
         assert!(
             c.no_print_metrics,
             "the harness prints goose's tables itself"

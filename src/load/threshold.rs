@@ -44,15 +44,20 @@ impl Rule {
         } else {
             (None, text)
         };
-        if let Some(request) = request
-            && !Endpoint::ALL.iter().any(|e| e.request_name() == request)
-        {
-            let names: Vec<String> = Endpoint::ALL.iter().map(|e| e.request_name()).collect();
-            return Err(fail(format!(
-                "no request is named {request:?}; requests are named {}",
-                names.join(", ")
-            )));
-        }
+        let request = match request {
+            Some(name) => match super::attack::endpoint_named(name) {
+                Some(e) => Some(super::attack::request_key(e)),
+                None => {
+                    let names: Vec<String> =
+                        Endpoint::ALL.iter().map(|e| e.request_name()).collect();
+                    return Err(fail(format!(
+                        "no request is named {name:?}; requests are named {} (or by their endpoint name, e.g. play-audio)",
+                        names.join(", ")
+                    )));
+                }
+            },
+            None => None,
+        };
         let goose = match request {
             Some(r) => format!("{rule} for {r}"),
             None => rule.to_string(),
@@ -189,8 +194,15 @@ mod tests {
     fn harness_syntax_becomes_goose_syntax() {
         let r = Rule::parse("POST /calls:p95<300ms").unwrap();
         assert_eq!(r.goose, "p95<300ms for POST /calls");
-        let r = Rule::parse(" POST /calls/{callId}/PlayAudio : max<=2s ").unwrap();
-        assert_eq!(r.goose, "max<=2s for POST /calls/{callId}/PlayAudio");
+        // The contract's name, the endpoint name and goose's key of a request are one.
+        for name in [
+            "POST /calls/{callId}/PlayAudio",
+            "play-audio",
+            "POST play-audio",
+        ] {
+            let r = Rule::parse(&format!(" {name} : max<=2s ")).unwrap();
+            assert_eq!(r.goose, "max<=2s for POST play-audio");
+        }
         assert_eq!(Rule::parse("error-rate<1%").unwrap().goose, "error-rate<1%");
         assert_eq!(Rule::parse("rps>=100").unwrap().goose, "rps>=100");
         assert_eq!(

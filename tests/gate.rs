@@ -1021,3 +1021,63 @@ async fn a_wrong_prefix_gets_a_hint() {
     );
     assert!(table.contains("--prefix"), "{table}");
 }
+
+/// Rewrites the message of a duplicate-item error to `message_for(array)`, where
+/// `array` is the array holding the repeated item.
+fn rename_duplicate_errors(
+    message_for: fn(&str) -> String,
+) -> impl Fn(&DoubleRequest, &mut DoubleResponse) + Send + Sync + 'static {
+    move |_req, resp| {
+        let Some(body) = resp.body_json() else {
+            return;
+        };
+        let message = body["message"].as_str().unwrap_or_default();
+        if resp.status != 400 || !message.contains("appears more than once") {
+            return;
+        }
+        let array = ["requestedModalities", "requestedCallEvents"]
+            .into_iter()
+            .find(|a| message.contains(&format!("{a}[")))
+            .unwrap_or("requestedModalities");
+        set_json(
+            resp,
+            400,
+            json!({"code": "InvalidRequest", "message": message_for(array)}),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_item_error_may_name_the_array() {
+    // CONTRACT.md: for a rule on a whole array, naming the array satisfies it.
+    let r = gate_with(rename_duplicate_errors(|array| {
+        format!("{array}: duplicate items")
+    }))
+    .await;
+    let table = r.render_terminal(false);
+    assert_eq!(r.exit_code(), 0, "{table}");
+    let cell = r
+        .cell(Endpoint::CreateCall, Check::NegativeRejection)
+        .unwrap();
+    assert!(cell.passed > 0 && cell.failed == 0, "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_item_error_naming_nothing_fails() {
+    let r = gate_with(rename_duplicate_errors(|_| "duplicate items".into())).await;
+    assert_caught(
+        &r,
+        &[(Endpoint::CreateCall, Check::NegativeRejection)],
+        &[Check::PositiveAcceptance, Check::ErrorShape],
+    );
+    let cell = r
+        .cell(Endpoint::CreateCall, Check::NegativeRejection)
+        .unwrap();
+    assert!(
+        cell.failures
+            .iter()
+            .all(|f| f.case.contains("duplicate-enum-item")),
+        "{:?}",
+        cell.failures
+    );
+}

@@ -3,7 +3,9 @@
 //! Ctrl-C, on the deadline, or when the target cannot be reached.
 
 use super::cases::{self, Case};
-use super::checks::{Check, Expect, Mismatch, describe_reply, error_shape, judge};
+use super::checks::{
+    Check, Expect, Mismatch, describe_reply, error_shape, judge, names_offending_property,
+};
 use super::report::{Failure, Report, RunEnd, shell_quote};
 use crate::auth::{Signer, content_hash};
 use crate::client::{AuthMode, Client, ClientError, Reply};
@@ -856,7 +858,8 @@ async fn invalid_case(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint, i: usize,
             .await;
     }
     // The validator's JSON path must appear in the message (CONTRACT.md: "the error
-    // message names the offending property by its JSON path").
+    // message names the offending property by its JSON path"; for a rule on a whole
+    // array, naming the array is enough).
     let verdict = match ctx.send(&req).await {
         Sent::Stopped => return,
         Sent::Failed(why) => Err(Mismatch {
@@ -869,18 +872,23 @@ async fn invalid_case(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint, i: usize,
                 .ok()
                 .and_then(|v| v.get("message")?.as_str().map(str::to_string))
                 .unwrap_or_default();
-            if defect.path.is_empty() || message.contains(&defect.path) {
+            if names_offending_property(&message, defect.rule, &defect.path) {
                 Ok(())
             } else {
+                let named = match defect.rule {
+                    Rule::EmptyArray | Rule::DuplicateItem => {
+                        format!("{} or the array that holds it", defect.path)
+                    }
+                    _ => defect.path.clone(),
+                };
                 Err(Mismatch {
-                    expected: format!("{} naming {}", expect.describe(endpoint), defect.path),
+                    expected: format!("{} naming {named}", expect.describe(endpoint)),
                     got: describe_reply(&reply),
                     violations: vec![Violation {
                         path: "message".into(),
                         rule: Rule::Missing,
                         message: format!(
-                            "the error message does not name the offending property {}",
-                            defect.path
+                            "the error message does not name the offending property {named}"
                         ),
                     }],
                 })

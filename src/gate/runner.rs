@@ -10,7 +10,7 @@ use super::report::{Failure, Report, RunEnd, shell_quote};
 use crate::auth::{Signer, content_hash};
 use crate::client::{AuthMode, Client, ClientError, Reply};
 use crate::contract::{Endpoint, Rule, Violation};
-use proptest::strategy::{Strategy, ValueTree};
+use proptest::strategy::{BoxedStrategy, Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -19,6 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+
+/// Valid cases drawn ahead of the ones running.
+const CASE_QUEUE: usize = 64;
+
+/// Valid-case tasks alive at once, per request allowed in flight: enough to keep the
+/// semaphore busy while set-up requests wait, few enough to bound memory.
+const TASKS_PER_PERMIT: usize = 4;
 
 /// Shrinking stops after this many attempts; each attempt is one or more requests.
 const MAX_SHRINK_ITERS: u32 = 2000;
@@ -448,7 +455,7 @@ async fn run_valid(
     case: Case,
 ) -> Result<(), (Req, Mismatch)> {
     let e = case.endpoint;
-    let label = format!("valid #{index}");
+    let label = case_label(e, index, ctx.s.cases);
     let expect = Expect::Success(case.operation_context());
     let check = Check::PositiveAcceptance;
     let fail = |ctx: &Ctx, why: String| {
@@ -463,6 +470,14 @@ async fn run_valid(
             Ok(c) => (c, true),
             Err(why) => return Err(fail(ctx, why)),
         },
+        // Thousands of invitees would evict the participants other cases invited
+        // on a shared call (a service keeps a bounded list): a call of its own.
+        Endpoint::InviteParticipants if is_large(index, ctx.s.cases) => {
+            match ctx.create_call().await {
+                Ok(c) => (c, true),
+                Err(why) => return Err(fail(ctx, why)),
+            }
+        }
         _ => match ctx.pool_call(pool, index).await {
             Ok(c) => (c, pool.is_empty()),
             Err(why) => return Err(fail(ctx, why)),
@@ -490,6 +505,19 @@ async fn run_valid(
     result.map(|_| ()).map_err(|m| (req, m))
 }
 
+/// How valid case `index` is named in reports: `valid #3`, or for a large one
+/// `valid #100 (large: near-limit)`.
+fn case_label(endpoint: Endpoint, index: usize, cases: u32) -> String {
+    if !is_large(index, cases) {
+        return format!("valid #{index}");
+    }
+    let sizes = crate::generate::sizes(endpoint);
+    match sizes.get((index - cases as usize) % sizes.len().max(1)) {
+        Some(size) => format!("valid #{index} (large: {size})"),
+        None => format!("valid #{index} (large)"),
+    }
+}
+
 /// Whether a failure is the target's answer to the request itself (worth shrinking),
 /// not a timeout or a failed set-up.
 fn about_the_request(m: &Mismatch) -> bool {
@@ -513,6 +541,10 @@ fn rng_seed(seed: u64, endpoint: Endpoint, purpose: &str) -> [u8; 32] {
 
 /// The runner valid cases of `endpoint` are drawn from; the same seed draws the same cases.
 fn case_runner(seed: u64, endpoint: Endpoint, cases: u32) -> TestRunner {
+    runner_for(rng_seed(seed, endpoint, "valid"), cases)
+}
+
+fn runner_for(rng_seed: [u8; 32], cases: u32) -> TestRunner {
     let config = Config {
         cases,
         failure_persistence: None,
@@ -520,18 +552,89 @@ fn case_runner(seed: u64, endpoint: Endpoint, cases: u32) -> TestRunner {
         max_shrink_time: MAX_SHRINK_MS,
         ..Config::default()
     };
-    TestRunner::new_with_rng(
-        config,
-        TestRng::from_seed(RngAlgorithm::ChaCha, &rng_seed(seed, endpoint, "valid")),
-    )
+    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &rng_seed))
 }
 
-/// The `count` valid cases of `endpoint` for `seed`, in order.
+/// Large valid cases per size of an endpoint: one per size up to 100 cases, then one
+/// more per hundred, at most three (each can be a body of 1 MiB).
+fn large_rounds(cases: u32) -> usize {
+    if cases == 0 {
+        0
+    } else {
+        (cases as usize / 100).clamp(1, 3)
+    }
+}
+
+/// How many large valid cases `endpoint` has in a run of `cases` typical ones; they
+/// are numbered after the typical ones (`cases`, `cases + 1`, …).
+fn large_count(endpoint: Endpoint, cases: u32) -> usize {
+    crate::generate::sizes(endpoint).len() * large_rounds(cases)
+}
+
+/// Draws large case `k` of `endpoint`: its own runner (so it is drawn alone, again,
+/// for shrinking) and its value tree.
+fn draw_large(
+    seed: u64,
+    endpoint: Endpoint,
+    cases: u32,
+    k: usize,
+) -> Option<(TestRunner, Box<dyn ValueTree<Value = Case>>)> {
+    let sizes = crate::generate::sizes(endpoint);
+    let size = *sizes.get(k % sizes.len().max(1))?;
+    let round = k / sizes.len().max(1);
+    let strategy = cases::valid_large(endpoint, size)?;
+    let mut runner = runner_for(
+        rng_seed(seed, endpoint, &format!("large {size} {round}")),
+        cases,
+    );
+    let tree = strategy.new_tree(&mut runner).ok()?;
+    Some((runner, Box::new(tree)))
+}
+
+/// Whether case `index` of a run of `cases` typical ones is a large one.
+fn is_large(index: usize, cases: u32) -> bool {
+    index >= cases as usize
+}
+
+/// The valid cases of `endpoints` for `seed`, drawn one at a time as they are asked
+/// for, so memory does not grow with `--cases`: the few large ones of every endpoint
+/// first, then the typical ones round-robin over the endpoints (an interrupted run
+/// has covered each). Items are `(endpoint, case index, case)`.
+pub fn valid_cases(
+    endpoints: &[Endpoint],
+    seed: u64,
+    cases: u32,
+) -> impl Iterator<Item = (Endpoint, usize, Case)> {
+    let large = endpoints
+        .to_vec()
+        .into_iter()
+        .flat_map(move |e| (0..large_count(e, cases)).map(move |k| (e, k)))
+        .filter_map(move |(e, k)| {
+            let (_, tree) = draw_large(seed, e, cases, k)?;
+            Some((e, cases as usize + k, tree.current()))
+        });
+    let mut typical: Vec<(Endpoint, BoxedStrategy<Case>, TestRunner)> = endpoints
+        .iter()
+        .map(|&e| (e, cases::valid(e), case_runner(seed, e, cases)))
+        .collect();
+    let typical = (0..cases as usize).flat_map(move |i| {
+        let drawn: Vec<(Endpoint, usize, Case)> = typical
+            .iter_mut()
+            .filter_map(|(e, strategy, runner)| {
+                let case = strategy.new_tree(runner).ok()?.current();
+                Some((*e, i, case))
+            })
+            .collect();
+        drawn
+    });
+    large.chain(typical)
+}
+
+/// The `count` typical valid cases of `endpoint` for `seed`, in order.
 pub fn sample_valid(endpoint: Endpoint, seed: u64, count: u32) -> Vec<Case> {
-    let strategy = cases::valid(endpoint);
-    let mut runner = case_runner(seed, endpoint, count);
-    (0..count)
-        .filter_map(|_| strategy.new_tree(&mut runner).ok().map(|t| t.current()))
+    valid_cases(&[endpoint], seed, count)
+        .filter(|(_, i, _)| !is_large(*i, count))
+        .map(|(_, _, c)| c)
         .collect()
 }
 
@@ -544,13 +647,19 @@ fn shrink(
     endpoint: Endpoint,
     index: usize,
 ) -> Option<Failure> {
-    let strategy = cases::valid(endpoint);
-    let mut runner = case_runner(ctx.s.seed, endpoint, ctx.s.cases);
-    let mut tree = None;
-    for _ in 0..=index {
-        tree = Some(strategy.new_tree(&mut runner).ok()?);
-    }
-    let tree = tree?;
+    let cases = ctx.s.cases;
+    let (mut runner, tree) = if is_large(index, cases) {
+        draw_large(ctx.s.seed, endpoint, cases, index - cases as usize)?
+    } else {
+        let strategy = cases::valid(endpoint);
+        let mut runner = case_runner(ctx.s.seed, endpoint, cases);
+        let mut tree = None;
+        for _ in 0..=index {
+            tree = Some(strategy.new_tree(&mut runner).ok()?);
+        }
+        let tree: Box<dyn ValueTree<Value = Case>> = Box::new(tree?);
+        (runner, tree)
+    };
     let original_len = tree.current().body.as_ref().map_or(0, Vec::len);
     let quiet = Ctx {
         s: ctx.s.clone(),
@@ -580,7 +689,7 @@ fn shrink(
     let mut f = quiet.failure(
         Check::PositiveAcceptance,
         &req,
-        &format!("valid #{index}, shrunk"),
+        &format!("{}, shrunk", case_label(endpoint, index, ctx.s.cases)),
         m,
     );
     f.shrunk = Some(format!(
@@ -1261,7 +1370,8 @@ fn spawn_progress(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
 
 async fn run_all(ctx: Ctx) {
     let endpoints = ctx.s.endpoints.clone();
-    let pool_size = ctx.s.sem.available_permits().clamp(1, 8);
+    let concurrency = ctx.s.sem.available_permits().max(1);
+    let pool_size = concurrency.min(8);
     // One call first: an unreachable target stops the run here, within one connect.
     let mut pool = Vec::with_capacity(pool_size);
     match ctx.create_call().await {
@@ -1301,26 +1411,60 @@ async fn run_all(ctx: Ctx) {
     let mut set = JoinSet::new();
     set.spawn(lifecycle(ctx.clone()));
     for &e in &endpoints {
-        for (i, case) in sample_valid(e, ctx.s.seed, ctx.s.cases)
-            .into_iter()
-            .enumerate()
-        {
-            let (ctx, pool) = (ctx.clone(), pool.clone());
-            set.spawn(async move {
-                if let Err((_, m)) = run_valid(&ctx, &pool, i, case).await
-                    && about_the_request(&m)
-                    && let Ok(mut first) = ctx.s.first_valid_failure.lock()
-                {
-                    let slot = first.entry(e).or_insert(i);
-                    *slot = (*slot).min(i);
-                }
-            });
-        }
         set.spawn(edge_cases(ctx.clone(), pool.clone(), e));
         set.spawn(invalid_cases(ctx.clone(), pool.clone(), e));
         set.spawn(auth_cases(ctx.clone(), pool.clone(), e));
         set.spawn(routing_cases(ctx.clone(), e, dead_call.clone()));
     }
+    // Valid cases are drawn on a blocking thread and handed over through a small
+    // channel, and only so many run at once: memory stays the same whatever
+    // `--cases` is, and drawing never holds up the task that watches for Ctrl-C.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(CASE_QUEUE);
+    let (seed, cases) = (ctx.s.seed, ctx.s.cases);
+    let producer = tokio::task::spawn_blocking(move || {
+        for item in valid_cases(&endpoints, seed, cases) {
+            // The receiver is gone: the run stopped.
+            if tx.blocking_send(item).is_err() {
+                break;
+            }
+        }
+    });
+    let in_flight = Arc::new(Semaphore::new(concurrency * TASKS_PER_PERMIT));
+    // Large cases (up to 1 MiB each way) go one at a time, so they neither crowd out
+    // the small requests nor multiply the memory a run needs.
+    let large_lane = Arc::new(Semaphore::new(1));
+    while let Some((e, i, case)) = rx.recv().await {
+        if ctx.stopped() {
+            break;
+        }
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let (ctx, pool) = (ctx.clone(), pool.clone());
+        let lane = is_large(i, cases).then(|| large_lane.clone());
+        set.spawn(async move {
+            let _permit = permit;
+            let _lane = match lane {
+                Some(lane) => match lane.acquire_owned().await {
+                    Ok(p) => Some(p),
+                    Err(_) => return,
+                },
+                None => None,
+            };
+            if let Err((_, m)) = run_valid(&ctx, &pool, i, case).await
+                && about_the_request(&m)
+                && let Ok(mut first) = ctx.s.first_valid_failure.lock()
+            {
+                let slot = first.entry(e).or_insert(i);
+                *slot = (*slot).min(i);
+            }
+        });
+        // Finished tasks are reaped as we go, so the set stays small too.
+        while set.try_join_next().is_some() {}
+    }
+    drop(rx);
+    // The producer only waits on the channel just closed, so this returns at once.
+    let _ = producer.await;
     while set.join_next().await.is_some() {
         if ctx.stopped() {
             set.abort_all();
@@ -1361,5 +1505,64 @@ pub(crate) fn redact_url(target: &str) -> String {
             u.to_string()
         }
         Err(_) => target.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_cases_are_drawn_on_demand() {
+        // With four billion cases per endpoint, anything that drew them all first
+        // would never get here. (These two endpoints have no large cases.)
+        let two = [Endpoint::Hangup, Endpoint::RemoveParticipant];
+        let first: Vec<(Endpoint, usize, Case)> = valid_cases(&two, 7, u32::MAX).take(6).collect();
+        // Round-robin over the endpoints, so an interrupted run has covered each.
+        let order: Vec<(Endpoint, usize)> = first.iter().map(|(e, i, _)| (*e, *i)).collect();
+        let expected: Vec<(Endpoint, usize)> = (0..3)
+            .flat_map(|i| two.iter().map(move |e| (*e, i)))
+            .collect();
+        assert_eq!(order, expected);
+        // The typical cases are those `sample_valid` draws, whatever the count.
+        let drawn: Vec<&Case> = first
+            .iter()
+            .filter(|(e, _, _)| *e == Endpoint::RemoveParticipant)
+            .map(|(_, _, c)| c)
+            .collect();
+        let sample = sample_valid(Endpoint::RemoveParticipant, 7, 3);
+        assert_eq!(drawn, sample.iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn large_cases_come_first_and_redraw_the_same_for_shrinking() {
+        let cases = 8;
+        let drawn: Vec<(Endpoint, usize, Case)> =
+            valid_cases(&[Endpoint::CreateCall], 7, cases).collect();
+        assert_eq!(drawn.len(), 4 + 8);
+        for (k, (e, i, case)) in drawn[..4].iter().enumerate() {
+            assert_eq!(*i, cases as usize + k);
+            let (_, tree) = draw_large(7, *e, cases, k).unwrap();
+            assert_eq!(&tree.current(), case);
+        }
+        assert!(drawn[4..].iter().all(|(_, i, _)| !is_large(*i, cases)));
+        // Near-limit comes second (see `generate::sizes`): a body close to 1 MiB.
+        let near = drawn[1].2.body.as_ref().unwrap().len();
+        assert!(near > crate::contract::MAX_BODY_BYTES - 2048, "{near}");
+    }
+
+    #[test]
+    fn large_cases_per_size_and_labels() {
+        assert_eq!(large_count(Endpoint::CreateCall, 0), 0);
+        assert_eq!(large_count(Endpoint::CreateCall, 8), 4);
+        assert_eq!(large_count(Endpoint::CreateCall, 100), 4);
+        assert_eq!(large_count(Endpoint::PlayAudio, 250), 4);
+        assert_eq!(large_count(Endpoint::InviteParticipants, 2_000_000), 12);
+        assert_eq!(large_count(Endpoint::Hangup, 100), 0);
+        assert_eq!(case_label(Endpoint::CreateCall, 3, 100), "valid #3");
+        assert_eq!(
+            case_label(Endpoint::CreateCall, 101, 100),
+            "valid #101 (large: near-limit)"
+        );
     }
 }

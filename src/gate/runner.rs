@@ -606,8 +606,8 @@ pub fn valid_cases(
     cases: u32,
 ) -> impl Iterator<Item = (Endpoint, usize, Case)> {
     let large = endpoints
-        .to_vec()
-        .into_iter()
+        .iter()
+        .copied()
         .flat_map(move |e| (0..large_count(e, cases)).map(move |k| (e, k)))
         .filter_map(move |(e, k)| {
             let (_, tree) = draw_large(seed, e, cases, k)?;

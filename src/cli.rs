@@ -32,6 +32,9 @@ pub enum Command {
     /// Run a load scenario (goose) against a target, or the embedded double, and judge
     /// its thresholds: exit 0 all held, 1 one breached, 2 the run could not start.
     Load(Box<crate::load::LoadArgs>),
+    /// Sign and send one request to a target and print the answer (the gate prints
+    /// each failure as a send line to paste); exit 0 an answer came, 2 none did.
+    Send(crate::send::SendArgs),
 }
 
 /// Arguments of `acs-harness spec`.
@@ -91,6 +94,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Generate(args) => run_generate(&args),
         Command::Contract(args) => crate::gate::run(args),
         Command::Load(args) => ExitCode::from(crate::load::run(*args)),
+        Command::Send(args) => crate::send::run(args),
         Command::Serve(args) => match crate::double::serve::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

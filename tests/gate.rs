@@ -231,10 +231,10 @@ async fn media_status_outside_the_enum() {
         .failures[0];
     assert!(f.shrunk.is_some(), "{f:?}");
     assert!(
-        f.curl
+        f.send
             .as_deref()
             .unwrap()
-            .contains("'Authorization: <signed>'")
+            .starts_with("acs-harness send POST '/calls/")
     );
 }
 
@@ -621,14 +621,19 @@ async fn shrinks_a_failing_valid_case() {
         .unwrap();
     let f = &cell.failures[0];
     assert!(f.shrunk.is_some(), "{f:?}");
-    let curl = f.curl.as_deref().unwrap();
-    let body = curl
-        .split("--data-binary '")
+    let line = f.send.as_deref().unwrap();
+    let v = body_of(line);
+    assert_eq!(v["targets"].as_array().unwrap().len(), 2, "{line}");
+}
+
+/// The JSON body of a printed `acs-harness send` line (`--body '…'`).
+fn body_of(line: &str) -> serde_json::Value {
+    let quoted = line
+        .split(" --body '")
         .nth(1)
-        .unwrap()
-        .trim_end_matches('\'');
-    let v: serde_json::Value = serde_json::from_str(&body.replace(r"'\''", "'")).unwrap();
-    assert_eq!(v["targets"].as_array().unwrap().len(), 2, "{curl}");
+        .unwrap_or_else(|| panic!("{line}"));
+    let body = quoted.trim_end_matches('\'').replace(r"'\''", "'");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
 
 /// A handler mounted on a plain wiremock server next to misbehaving mocks.
@@ -1080,4 +1085,39 @@ async fn a_duplicate_item_error_naming_nothing_fails() {
         "{:?}",
         cell.failures
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_failing_only_beyond_fifty_targets_fails_and_shrinks_to_51() {
+    // Fine for every typical size; a 500 only for more than 50 targets.
+    let r = gate_with(|req, resp| {
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        if endpoint_of(req) == Some(Endpoint::CreateCall)
+            && body["targets"].as_array().is_some_and(|t| t.len() > 50)
+            && resp.status == 200
+        {
+            *resp = DoubleResponse::error(500, "TooManyTargets", "targets");
+        }
+    })
+    .await;
+    assert_caught(
+        &r,
+        &[
+            (Endpoint::CreateCall, Check::PositiveAcceptance),
+            (Endpoint::CreateCall, Check::NotAServerError),
+        ],
+        &[
+            Check::NegativeRejection,
+            Check::AuthRequired,
+            Check::Lifecycle,
+        ],
+    );
+    let cell = r
+        .cell(Endpoint::CreateCall, Check::PositiveAcceptance)
+        .unwrap();
+    let f = &cell.failures[0];
+    assert!(f.shrunk.is_some() && f.case.contains("large"), "{f:?}");
+    let line = f.send.as_deref().unwrap();
+    let v = body_of(line);
+    assert_eq!(v["targets"].as_array().unwrap().len(), 51, "{line}");
 }

@@ -342,6 +342,7 @@ mod tests {
             status,
             content_type: ct.map(str::to_string),
             allow: None,
+            headers: Vec::new(),
             body: body.as_bytes().to_vec(),
             truncated: false,
             elapsed: Duration::ZERO,

@@ -135,6 +135,8 @@ struct Shared {
     endpoints: Vec<Endpoint>,
     first_valid_failure: Mutex<BTreeMap<Endpoint, usize>>,
     unique: AtomicU64,
+    /// Where a printed `send` line sends to (see [`send_options`]).
+    send_options: String,
 }
 
 /// A handle on the run; `record` is off while shrinking so attempts are not counted.
@@ -252,7 +254,7 @@ impl Ctx {
             expected: m.expected,
             got: m.got,
             violations: m.violations,
-            curl: Some(self.curl(req)),
+            send: Some(self.send_line(req)),
             shrunk: None,
         }
     }
@@ -291,67 +293,11 @@ impl Ctx {
         verdict
     }
 
-    /// The request as a `curl` command; the signature is never shown.
-    fn curl(&self, req: &Req) -> String {
-        let body = req.body.as_deref().unwrap_or_default();
-        let mut s = format!(
-            "curl -X {} {}",
-            req.method,
-            shell_quote(self.s.client.url(&req.path).as_bytes())
-        );
-        if let Some(ct) = &req.content_type {
-            s.push_str(&format!(
-                " -H {}",
-                shell_quote(format!("Content-Type: {ct}").as_bytes())
-            ));
-        }
-        let date = match req.auth {
-            AuthMode::DateOffset(secs) if secs < 0 => format!("<now - {}s>", secs.unsigned_abs()),
-            AuthMode::DateOffset(secs) => format!("<now + {secs}s>"),
-            _ => "<now>".to_string(),
-        };
-        if req.auth != AuthMode::MissingDate {
-            s.push_str(&format!(" -H 'x-ms-date: {date}'"));
-        }
-        if req.auth != AuthMode::MissingContentHash {
-            s.push_str(&format!(
-                " -H 'x-ms-content-sha256: {}'",
-                content_hash(body)
-            ));
-        }
-        match req.auth {
-            AuthMode::Signed | AuthMode::DateOffset(_) => {
-                s.push_str(" -H 'Authorization: <signed>'")
-            }
-            AuthMode::Missing => {}
-            AuthMode::OtherScheme => s.push_str(" -H 'Authorization: Bearer <token>'"),
-            AuthMode::BadSignature => {
-                s.push_str(" -H 'Authorization: <signed with a wrong signature>'")
-            }
-            AuthMode::BodyChangedAfterSigning => {
-                s.push_str(" -H 'Authorization: <signed; last body byte changed after signing>'")
-            }
-            AuthMode::MissingDate | AuthMode::MissingContentHash => {
-                s.push_str(" -H 'Authorization: <signed>'")
-            }
-            AuthMode::OtherHost => {
-                s.push_str(" -H 'Authorization: <signed for host attacker.example>'")
-            }
-            AuthMode::OtherPath => s.push_str(" -H 'Authorization: <signed for another path>'"),
-            AuthMode::OtherMethod => s.push_str(" -H 'Authorization: <signed for another method>'"),
-        }
-        if !body.is_empty() {
-            if body.len() > 4096 {
-                s.push_str(&format!(
-                    " --data-binary @body.json  # {} bytes, starting {}",
-                    body.len(),
-                    shell_quote(&body[..120])
-                ));
-            } else {
-                s.push_str(&format!(" --data-binary {}", shell_quote(body)));
-            }
-        }
-        s
+    /// The request as an `acs-harness send` line to paste: the same method, path,
+    /// headers, body and authentication fault, signed afresh when run (the key comes
+    /// from ACS_CONNECTION_STRING, never from this line).
+    fn send_line(&self, req: &Req) -> String {
+        send_line(&self.s.send_options, req)
     }
 
     /// Creates a call for a case to run on; lenient (any 2xx with a `callLegId`) so
@@ -445,6 +391,78 @@ impl Ctx {
         }
         m
     }
+}
+
+/// Bodies up to this size go into a printed `send` line; larger ones are described.
+const MAX_INLINE_BODY: usize = 64 * 1024;
+
+/// The `acs-harness send` options that say where requests go: target, prefix,
+/// api-version and, when not the default, the timeout.
+fn send_options(config: &GateConfig) -> String {
+    let mut s = format!(
+        " --target {}",
+        shell_quote(crate::redact::url(&config.target).as_bytes())
+    );
+    if !config.prefix.is_empty() {
+        s.push_str(&format!(
+            " --prefix {}",
+            shell_quote(config.prefix.as_bytes())
+        ));
+    }
+    if let Some(v) = &config.api_version {
+        s.push_str(&format!(" --api-version {}", shell_quote(v.as_bytes())));
+    }
+    if config.timeout != Duration::from_secs(10) {
+        s.push_str(&format!(
+            " --timeout {}",
+            super::format_duration(config.timeout)
+        ));
+    }
+    s
+}
+
+/// `req` as an `acs-harness send` command line (see [`Ctx::send_line`]).
+fn send_line(options: &str, req: &Req) -> String {
+    let mut s = format!(
+        "acs-harness send {} {}{options}",
+        req.method,
+        shell_quote(req.path.as_bytes())
+    );
+    if let Some(ct) = &req.content_type {
+        s.push_str(&format!(
+            " --header {}",
+            shell_quote(format!("Content-Type: {ct}").as_bytes())
+        ));
+    }
+    if req.auth != AuthMode::Signed {
+        s.push_str(&format!(" --auth {}", crate::send::auth_name(req.auth)));
+    }
+    let body = req.body.as_deref().unwrap_or_default();
+    let text = std::str::from_utf8(body)
+        .ok()
+        .filter(|t| !t.chars().any(char::is_control));
+    match text {
+        _ if body.is_empty() => {}
+        Some(t) if t.len() <= MAX_INLINE_BODY => {
+            s.push_str(&format!(" --body {}", shell_quote(t.as_bytes())));
+        }
+        None if body.len() <= MAX_INLINE_BODY / 4 * 3 => {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(body);
+            s.push_str(&format!(" --body-base64 {b64}"));
+        }
+        _ => {
+            // Too long for a command line: the file to write is described instead.
+            let start = &body[..body.len().min(120)];
+            s.push_str(&format!(
+                " --body @body.json  # {} bytes (SHA-256 {}), starting {}",
+                body.len(),
+                content_hash(body),
+                shell_quote(start)
+            ));
+        }
+    }
+    s
 }
 
 /// Runs one valid case with whatever set-up it needs; records it unless shrinking.
@@ -1310,6 +1328,7 @@ pub async fn run_gate(config: GateConfig) -> Report {
         endpoints,
         first_valid_failure: Mutex::new(BTreeMap::new()),
         unique: AtomicU64::new(0),
+        send_options: send_options(&config),
     });
     let ctx = Ctx {
         s: shared.clone(),

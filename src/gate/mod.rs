@@ -236,9 +236,9 @@ fn replay_command(args: &ContractArgs, seed: u64) -> String {
 /// A duration as `--timeout` reads it back exactly: `10s`, `1500ms`, `250us`.
 pub(crate) fn format_duration(d: Duration) -> String {
     let us = d.as_micros();
-    if us % 1_000_000 == 0 {
+    if us.is_multiple_of(1_000_000) {
         format!("{}s", us / 1_000_000)
-    } else if us % 1_000 == 0 {
+    } else if us.is_multiple_of(1_000) {
         format!("{}ms", us / 1_000)
     } else {
         format!("{us}us")

@@ -1571,6 +1571,42 @@ mod tests {
     }
 
     #[test]
+    fn send_lines_carry_what_reproduces_the_request() {
+        let signer =
+            crate::auth::Signer::new(&crate::auth::AccessKey::from_base64("c2VjcmV0").unwrap());
+        let mut config = GateConfig::new("https://u:p@x.example:8443/?sig=s", signer);
+        config.prefix = "/calling".into();
+        config.api_version = Some("2021-06-15-preview".into());
+        config.timeout = Duration::from_millis(2500);
+        let options = send_options(&config);
+        let req = |body: &[u8], auth| Req {
+            endpoint: Endpoint::Hangup,
+            method: "POST",
+            path: "/calls/it's/Hangup".into(),
+            content_type: Some("application/json".into()),
+            body: Some(body.to_vec()),
+            auth,
+        };
+        let line = send_line(
+            &options,
+            &req(br#"{"a":"b c"}"#, AuthMode::DateOffset(-1200)),
+        );
+        assert_eq!(
+            line,
+            "acs-harness send POST '/calls/it'\\''s/Hangup' --target 'https://x.example:8443/' \
+             --prefix '/calling' --api-version '2021-06-15-preview' --timeout 2500ms \
+             --header 'Content-Type: application/json' --auth date-offset=-1200 --body '{\"a\":\"b c\"}'"
+        );
+        let line = send_line(&options, &req(b"{\xff}", AuthMode::Signed));
+        assert!(line.ends_with(" --body-base64 e/99"), "{line}");
+        assert!(!line.contains("--auth"), "{line}");
+        let big = vec![b'a'; MAX_INLINE_BODY + 1];
+        let line = send_line(&options, &req(&big, AuthMode::Signed));
+        assert!(line.contains(" --body @body.json  # 65537 bytes"), "{line}");
+        assert!(line.len() < 600, "{}", line.len());
+    }
+
+    #[test]
     fn large_cases_per_size_and_labels() {
         assert_eq!(large_count(Endpoint::CreateCall, 0), 0);
         assert_eq!(large_count(Endpoint::CreateCall, 8), 4);

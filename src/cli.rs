@@ -32,6 +32,9 @@ pub enum Command {
     /// Run a load scenario (goose) against a target, or the embedded double, and judge
     /// its thresholds: exit 0 all held, 1 one breached, 2 the run could not start.
     Load(Box<crate::load::LoadArgs>),
+    /// Sign and send one request to a target and print the answer (the gate prints
+    /// each failure as a send line to paste); exit 0 an answer came, 2 none did.
+    Send(crate::send::SendArgs),
     /// Work on load reports: `report merge` combines shard reports into one and judges
     /// the thresholds on the whole run (exit 0 held, 1 breached, 2 could not merge).
     #[command(subcommand)]
@@ -105,6 +108,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Report(ReportCommand::Merge(args)) => {
             ExitCode::from(crate::load::merge::run(args))
         }
+        Command::Send(args) => crate::send::run(args),
         Command::Serve(args) => match crate::double::serve::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

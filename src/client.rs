@@ -90,6 +90,8 @@ pub struct Reply {
     pub content_type: Option<String>,
     /// The `Allow` header, if any.
     pub allow: Option<String>,
+    /// Every response header, in order (`acs-harness send` prints them).
+    pub headers: Vec<(String, String)>,
     /// The body, at most [`MAX_RESPONSE_BYTES`].
     pub body: Vec<u8>,
     /// Whether the body was longer than what was kept.
@@ -213,6 +215,21 @@ impl Client {
         body: Option<&[u8]>,
         auth: AuthMode,
     ) -> Result<Reply, ClientError> {
+        self.send_with_headers(method, path, content_type, &[], body, auth)
+            .await
+    }
+
+    /// [`Client::send`] with extra request headers (`acs-harness send --header`); they
+    /// go out as given, after the signing headers.
+    pub async fn send_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        headers: &[(String, String)],
+        body: Option<&[u8]>,
+        auth: AuthMode,
+    ) -> Result<Reply, ClientError> {
         let url = self.url(path);
         if url.len() > MAX_URL_BYTES {
             return Err(ClientError::Unsendable(format!(
@@ -287,6 +304,9 @@ impl Client {
         if let Some(ct) = content_type {
             req = req.header("Content-Type", ct);
         }
+        for (name, value) in headers {
+            req = req.header(name.as_str(), value.as_str());
+        }
         if !sent_body.is_empty() {
             req = req.body(sent_body);
         }
@@ -301,6 +321,14 @@ impl Client {
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let allow = header(reqwest::header::ALLOW);
         let date = header(reqwest::header::DATE);
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (n.as_str().to_string(), v)
+            })
+            .collect();
         let mut body = Vec::new();
         let mut truncated = false;
         loop {
@@ -323,6 +351,7 @@ impl Client {
             status,
             content_type,
             allow,
+            headers,
             body,
             truncated,
             elapsed: started.elapsed(),

@@ -12,4 +12,5 @@ pub mod generate;
 pub mod load;
 pub mod output;
 pub mod redact;
+pub mod send;
 pub mod shape;

@@ -231,10 +231,10 @@ async fn media_status_outside_the_enum() {
         .failures[0];
     assert!(f.shrunk.is_some(), "{f:?}");
     assert!(
-        f.curl
+        f.send
             .as_deref()
             .unwrap()
-            .contains("'Authorization: <signed>'")
+            .starts_with("acs-harness send POST '/calls/")
     );
 }
 
@@ -621,14 +621,19 @@ async fn shrinks_a_failing_valid_case() {
         .unwrap();
     let f = &cell.failures[0];
     assert!(f.shrunk.is_some(), "{f:?}");
-    let curl = f.curl.as_deref().unwrap();
-    let body = curl
-        .split("--data-binary '")
+    let line = f.send.as_deref().unwrap();
+    let v = body_of(line);
+    assert_eq!(v["targets"].as_array().unwrap().len(), 2, "{line}");
+}
+
+/// The JSON body of a printed `acs-harness send` line (`--body '…'`).
+fn body_of(line: &str) -> serde_json::Value {
+    let quoted = line
+        .split(" --body '")
         .nth(1)
-        .unwrap()
-        .trim_end_matches('\'');
-    let v: serde_json::Value = serde_json::from_str(&body.replace(r"'\''", "'")).unwrap();
-    assert_eq!(v["targets"].as_array().unwrap().len(), 2, "{curl}");
+        .unwrap_or_else(|| panic!("{line}"));
+    let body = quoted.trim_end_matches('\'').replace(r"'\''", "'");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
 
 /// A handler mounted on a plain wiremock server next to misbehaving mocks.
@@ -1028,4 +1033,99 @@ async fn a_wrong_prefix_gets_a_hint() {
         "{table}"
     );
     assert!(table.contains("--prefix"), "{table}");
+}
+
+/// Rewrites the message of a duplicate-item error to `message_for(array)`, where
+/// `array` is the array holding the repeated item.
+fn rename_duplicate_errors(
+    message_for: fn(&str) -> String,
+) -> impl Fn(&DoubleRequest, &mut DoubleResponse) + Send + Sync + 'static {
+    move |_req, resp| {
+        let Some(body) = resp.body_json() else {
+            return;
+        };
+        let message = body["message"].as_str().unwrap_or_default();
+        if resp.status != 400 || !message.contains("appears more than once") {
+            return;
+        }
+        let array = ["requestedModalities", "requestedCallEvents"]
+            .into_iter()
+            .find(|a| message.contains(&format!("{a}[")))
+            .unwrap_or("requestedModalities");
+        set_json(
+            resp,
+            400,
+            json!({"code": "InvalidRequest", "message": message_for(array)}),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_item_error_may_name_the_array() {
+    // CONTRACT.md: for a rule on a whole array, naming the array satisfies it.
+    let r = gate_with(rename_duplicate_errors(|array| {
+        format!("{array}: duplicate items")
+    }))
+    .await;
+    let table = r.render_terminal(false);
+    assert_eq!(r.exit_code(), 0, "{table}");
+    let cell = r
+        .cell(Endpoint::CreateCall, Check::NegativeRejection)
+        .unwrap();
+    assert!(cell.passed > 0 && cell.failed == 0, "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_item_error_naming_nothing_fails() {
+    let r = gate_with(rename_duplicate_errors(|_| "duplicate items".into())).await;
+    assert_caught(
+        &r,
+        &[(Endpoint::CreateCall, Check::NegativeRejection)],
+        &[Check::PositiveAcceptance, Check::ErrorShape],
+    );
+    let cell = r
+        .cell(Endpoint::CreateCall, Check::NegativeRejection)
+        .unwrap();
+    assert!(
+        cell.failures
+            .iter()
+            .all(|f| f.case.contains("duplicate-enum-item")),
+        "{:?}",
+        cell.failures
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_failing_only_beyond_fifty_targets_fails_and_shrinks_to_51() {
+    // Fine for every typical size; a 500 only for more than 50 targets.
+    let r = gate_with(|req, resp| {
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        if endpoint_of(req) == Some(Endpoint::CreateCall)
+            && body["targets"].as_array().is_some_and(|t| t.len() > 50)
+            && resp.status == 200
+        {
+            *resp = DoubleResponse::error(500, "TooManyTargets", "targets");
+        }
+    })
+    .await;
+    assert_caught(
+        &r,
+        &[
+            (Endpoint::CreateCall, Check::PositiveAcceptance),
+            (Endpoint::CreateCall, Check::NotAServerError),
+        ],
+        &[
+            Check::NegativeRejection,
+            Check::AuthRequired,
+            Check::Lifecycle,
+        ],
+    );
+    let cell = r
+        .cell(Endpoint::CreateCall, Check::PositiveAcceptance)
+        .unwrap();
+    let f = &cell.failures[0];
+    assert!(f.shrunk.is_some() && f.case.contains("large"), "{f:?}");
+    let line = f.send.as_deref().unwrap();
+    let v = body_of(line);
+    assert_eq!(v["targets"].as_array().unwrap().len(), 51, "{line}");
 }

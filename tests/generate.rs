@@ -263,3 +263,103 @@ fn valid_bodies_shrink_to_simple_ones() {
     assert_eq!(v["requestedCallEvents"], serde_json::json!([]), "{v}");
     assert_eq!(minimal.content_type.as_deref(), Some("application/json"));
 }
+
+/// The array a large body of `e` is built around, or its longest string.
+fn largest_part(e: Endpoint, v: &serde_json::Value) -> (usize, usize) {
+    let key = if e == Endpoint::CreateCall {
+        "targets"
+    } else {
+        "participants"
+    };
+    let items = v[key].as_array().map_or(0, Vec::len);
+    let text = v
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|x| x.as_str())
+        .map(|s| s.chars().count())
+        .max()
+        .unwrap_or(0);
+    (items, text)
+}
+
+#[test]
+fn large_requests_pass_the_validator_at_every_size() {
+    use acs_harness::contract::MAX_BODY_BYTES;
+    use acs_harness::generate::{Size, sizes, valid_large};
+    for e in Endpoint::ALL {
+        for &size in sizes(e) {
+            let s = valid_large(e, size).unwrap();
+            for r in sample(&s, 31, 2) {
+                check_valid(&r);
+                let body = r.body.as_deref().unwrap();
+                let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+                let (items, text) = largest_part(e, &v);
+                match size {
+                    Size::Dozens => assert!((6..100).contains(&items), "{e} {size}: {items}"),
+                    Size::Hundreds => assert!((100..1000).contains(&items), "{e} {size}: {items}"),
+                    Size::NearLimit => {
+                        assert!(body.len() <= MAX_BODY_BYTES, "{e}: {}", body.len());
+                        assert!(body.len() > MAX_BODY_BYTES - 2048, "{e}: {}", body.len());
+                    }
+                    Size::LongText => assert!(text >= 1000, "{e} {size}: {text}"),
+                }
+                if size == Size::NearLimit
+                    && matches!(e, Endpoint::CreateCall | Endpoint::InviteParticipants)
+                {
+                    assert!(
+                        items > 3000,
+                        "{e}: a near-limit body of many elements, got {items}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            valid_large(e, Size::Dozens).is_some(),
+            matches!(e, Endpoint::CreateCall | Endpoint::InviteParticipants)
+        );
+    }
+    assert!(sizes(Endpoint::Hangup).is_empty() && sizes(Endpoint::RemoveParticipant).is_empty());
+}
+
+#[test]
+fn large_arrays_shrink_to_the_size_that_fails() {
+    use acs_harness::generate::{Size, valid_large};
+    use proptest::test_runner::{Config, TestError, TestRunner};
+    let config = Config {
+        cases: 4,
+        max_shrink_iters: 120,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    // A property that fails beyond 50 targets: binary search on the size, not one
+    // attempt per element, finds exactly 51 well within the iteration budget.
+    for size in [Size::Hundreds, Size::NearLimit] {
+        let mut runner =
+            TestRunner::new_with_rng(config.clone(), acs_harness::generate::seeded_rng(5));
+        let attempts = std::cell::Cell::new(0);
+        let found_at = std::cell::Cell::new(None);
+        let s = valid_large(Endpoint::CreateCall, size).unwrap();
+        let result = runner.run(&s, |r| {
+            attempts.set(attempts.get() + 1);
+            let v: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+            let n = v["targets"].as_array().unwrap().len();
+            if n == 51 && found_at.get().is_none() {
+                found_at.set(Some(attempts.get()));
+            }
+            proptest::prop_assert!(n <= 50);
+            Ok(())
+        });
+        let Err(TestError::Fail(_, minimal)) = result else {
+            panic!("expected a failure, got {result:?}");
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(minimal.body.as_deref().unwrap()).unwrap();
+        assert_eq!(v["targets"].as_array().unwrap().len(), 51, "{size}");
+        let found_at = found_at.get().unwrap();
+        assert!(
+            found_at < 60,
+            "{size}: 51 targets after {found_at} attempts"
+        );
+    }
+}

@@ -123,6 +123,16 @@ pub fn valid(endpoint: Endpoint) -> BoxedStrategy<Case> {
     generate::valid(endpoint).prop_map(Case::from).boxed()
 }
 
+/// Valid requests of `endpoint` at a large `size` (see [`generate::sizes`]); `None`
+/// where the endpoint has no body of that size.
+pub fn valid_large(endpoint: Endpoint, size: generate::Size) -> Option<BoxedStrategy<Case>> {
+    Some(
+        generate::valid_large(endpoint, size)?
+            .prop_map(Case::from)
+            .boxed(),
+    )
+}
+
 /// One labelled invalid request per defect class of `endpoint`, drawn with `seed`,
 /// plus an oversize body (none for remove participant, whose body is ignored).
 pub fn invalid(endpoint: Endpoint, seed: u64) -> Vec<Case> {

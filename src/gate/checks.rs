@@ -299,6 +299,39 @@ pub fn unusable_call_id(id: &str) -> Option<String> {
     })
 }
 
+/// Whether an error `message` names the offending property of a defect: its JSON
+/// `path`, or, for a rule on a whole array (empty, duplicate items), the array that
+/// holds it, which CONTRACT.md accepts too. Never satisfied by the root alone.
+pub fn names_offending_property(message: &str, rule: Rule, path: &str) -> bool {
+    if path.is_empty() {
+        return true;
+    }
+    if names(message, path) {
+        return true;
+    }
+    let array = match rule {
+        Rule::EmptyArray => path,
+        // `requestedModalities[1]` → `requestedModalities`.
+        Rule::DuplicateItem => match path.strip_suffix(']').and_then(|p| p.rsplit_once('[')) {
+            Some((array, index)) if index.bytes().all(|b| b.is_ascii_digit()) => array,
+            _ => path,
+        },
+        _ => return false,
+    };
+    !array.is_empty() && names(message, array)
+}
+
+/// Whether `message` mentions `path` as a whole name: `targets` is not named by
+/// `targetsCount`, and `targets[1]` not by `targets[10]`.
+fn names(message: &str, path: &str) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    message.match_indices(path).any(|(at, _)| {
+        let before = message[..at].chars().next_back();
+        let after = message[at + path.len()..].chars().next();
+        !before.is_some_and(word) && !after.is_some_and(word)
+    })
+}
+
 /// The `error_shape` verdict on any reply with status ≥ 400 (not for `HEAD`).
 pub fn error_shape(reply: &Reply) -> Result<(), Vec<Violation>> {
     validate_error_body(reply.content_type.as_deref(), &reply.body)
@@ -347,6 +380,7 @@ mod tests {
             status,
             content_type: ct.map(str::to_string),
             allow: None,
+            headers: Vec::new(),
             body: body.as_bytes().to_vec(),
             truncated: false,
             elapsed: Duration::ZERO,
@@ -421,6 +455,70 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn array_rules_accept_the_array_or_the_item() {
+        let n = names_offending_property;
+        let dup = Rule::DuplicateItem;
+        assert!(n(
+            "requestedModalities[1]: duplicate",
+            dup,
+            "requestedModalities[1]"
+        ));
+        assert!(n(
+            "requestedModalities: duplicate items",
+            dup,
+            "requestedModalities[1]"
+        ));
+        assert!(n(
+            "duplicate in requestedCallEvents",
+            dup,
+            "requestedCallEvents[2]"
+        ));
+        assert!(n(
+            "body.requestedModalities has duplicates",
+            dup,
+            "requestedModalities[1]"
+        ));
+        // Another array, a longer name or nothing at all is not the array.
+        assert!(!n(
+            "requestedCallEvents: duplicate",
+            dup,
+            "requestedModalities[1]"
+        ));
+        assert!(!n(
+            "requestedModalitiesList: dup",
+            dup,
+            "requestedModalities[1]"
+        ));
+        assert!(!n("duplicate items", dup, "requestedModalities[1]"));
+        assert!(n("targets must not be empty", Rule::EmptyArray, "targets"));
+        assert!(!n("body is invalid", Rule::EmptyArray, "targets"));
+        // Any other rule needs the exact path; the array that holds it is not enough.
+        let e164 = Rule::BadE164;
+        assert!(n(
+            "targets[1].phoneNumber.value: not E.164",
+            e164,
+            "targets[1].phoneNumber.value"
+        ));
+        assert!(!n(
+            "targets: bad phone number",
+            e164,
+            "targets[1].phoneNumber.value"
+        ));
+        assert!(!n(
+            "requestedModalities: bad value",
+            Rule::UnknownEnumValue,
+            "requestedModalities[0]"
+        ));
+        assert!(!n(
+            "targets[10] is wrong",
+            Rule::IdentifierKinds,
+            "targets[1]"
+        ));
+        // Body-level defects have no path to name.
+        assert!(n("not JSON", Rule::NotJson, ""));
     }
 
     #[test]

@@ -26,6 +26,15 @@ use std::time::Duration;
 /// The environment variable `--connection-string` falls back to.
 pub const CONNECTION_STRING_ENV: &str = "ACS_CONNECTION_STRING";
 
+/// `--cases` when not given.
+const DEFAULT_CASES: u32 = 100;
+
+/// `--timeout` when not given (the clap default, "10s").
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `--concurrency` when not given.
+const DEFAULT_CONCURRENCY: u16 = 8;
+
 /// Options of `acs-harness contract`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
@@ -51,7 +60,7 @@ pub struct ContractArgs {
     #[arg(long, value_name = "V")]
     pub api_version: Option<String>,
     /// Valid generated cases per endpoint; every invalid class and auth case runs once.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CASES)]
     pub cases: u32,
     /// Seed of the generated cases (printed; pass it again to replay a run).
     #[arg(long, value_name = "S")]
@@ -67,7 +76,7 @@ pub struct ContractArgs {
     #[arg(long, value_name = "DUR", default_value = "3m", value_parser = parse_duration)]
     pub max_run_time: Duration,
     /// Requests in flight at most.
-    #[arg(long, value_name = "K", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, value_name = "K", default_value_t = DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
     /// Comma-separated endpoints to gate (create-call, hangup, play-audio,
     /// cancel-media-processing, invite-participants, remove-participant).
@@ -241,13 +250,17 @@ async fn run_async(args: ContractArgs) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// The command line that replays a run: same options, the seed made explicit.
+/// The command line that replays a run: every option that changed it, the seed made
+/// explicit, and the connection string by its variable, never by value.
 fn replay_command(args: &ContractArgs, seed: u64) -> String {
     let mut s = String::from("acs-harness contract");
     if let Some(t) = &args.target {
         // Userinfo in the URL would be a credential: never printed.
         let t = redact::url(t);
         s.push_str(&format!(" --target {}", report::shell_quote(t.as_bytes())));
+        s.push_str(&format!(
+            " --connection-string \"${CONNECTION_STRING_ENV}\""
+        ));
     }
     if !args.prefix.is_empty() {
         s.push_str(&format!(
@@ -261,15 +274,36 @@ fn replay_command(args: &ContractArgs, seed: u64) -> String {
             report::shell_quote(v.as_bytes())
         ));
     }
-    if args.cases != 100 {
+    if args.cases != DEFAULT_CASES {
         s.push_str(&format!(" --cases {}", args.cases));
     }
+    if args.timeout != DEFAULT_TIMEOUT {
+        s.push_str(&format!(" --timeout {}", format_duration(args.timeout)));
+    }
+    if args.concurrency != DEFAULT_CONCURRENCY {
+        s.push_str(&format!(" --concurrency {}", args.concurrency));
+    }
     if !args.only.is_empty() {
-        let names: Vec<&str> = args.only.iter().map(|e| e.name()).collect();
+        let mut only = args.only.clone();
+        only.sort();
+        only.dedup();
+        let names: Vec<&str> = only.iter().map(|e| e.name()).collect();
         s.push_str(&format!(" --only {}", names.join(",")));
     }
     s.push_str(&format!(" --seed {seed}"));
     s
+}
+
+/// A duration as `--timeout` reads it back exactly: `10s`, `1500ms`, `250us`.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let us = d.as_micros();
+    if us.is_multiple_of(1_000_000) {
+        format!("{}s", us / 1_000_000)
+    } else if us.is_multiple_of(1_000) {
+        format!("{}ms", us / 1_000)
+    } else {
+        format!("{us}us")
+    }
 }
 
 fn rand_seed() -> u64 {
@@ -299,6 +333,114 @@ async fn embedded_double(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: ContractArgs,
+    }
+
+    fn parse(words: &[&str]) -> ContractArgs {
+        let argv = std::iter::once("contract").chain(words.iter().copied());
+        Cmd::try_parse_from(argv).unwrap().args
+    }
+
+    /// Splits a printed command line as a POSIX shell would (quotes, `'\''`), with
+    /// `$ACS_CONNECTION_STRING` expanded to `env`.
+    fn shell_words(line: &str, env: &str) -> Vec<String> {
+        let (mut words, mut cur, mut any) = (Vec::new(), String::new(), false);
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                ' ' if any => {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+                ' ' => {}
+                '\'' => {
+                    any = true;
+                    for c in chars.by_ref().take_while(|c| *c != '\'') {
+                        cur.push(c);
+                    }
+                }
+                '"' => {
+                    any = true;
+                    let inner: String = chars.by_ref().take_while(|c| *c != '"').collect();
+                    cur.push_str(&inner.replace("$ACS_CONNECTION_STRING", env));
+                }
+                '\\' => {
+                    any = true;
+                    cur.extend(chars.next());
+                }
+                c => {
+                    any = true;
+                    cur.push(c);
+                }
+            }
+        }
+        if any {
+            words.push(cur);
+        }
+        words
+    }
+
+    #[test]
+    fn the_replay_command_carries_every_option_that_changed_the_run() {
+        let cs = "endpoint=https://x.example/;accesskey=c2VjcmV0c2VjcmV0";
+        let args = parse(&[
+            "--target",
+            "https://user:pw@x.example:8443/base?sig=abc",
+            "--connection-string",
+            cs,
+            "--prefix",
+            "/it's",
+            "--api-version",
+            "2021-06-15-preview",
+            "--cases",
+            "7",
+            "--timeout",
+            "1500ms",
+            "--concurrency",
+            "3",
+            "--only",
+            "play-audio,create-call",
+        ]);
+        let line = replay_command(&args, 42);
+        assert!(!line.contains("c2VjcmV0") && !line.contains("pw") && !line.contains("sig="));
+        assert!(
+            line.contains("--connection-string \"$ACS_CONNECTION_STRING\""),
+            "{line}"
+        );
+        let words = shell_words(&line, cs);
+        assert_eq!(&words[..2], ["acs-harness", "contract"], "{line}");
+        let words: Vec<&str> = words[2..].iter().map(String::as_str).collect();
+        let again = parse(&words);
+        assert_eq!(again.target.as_deref(), Some("https://x.example:8443/base"));
+        assert_eq!(again.connection_string.as_deref(), Some(cs));
+        assert_eq!(again.prefix, args.prefix);
+        assert_eq!(again.api_version, args.api_version);
+        assert_eq!(again.cases, 7);
+        assert_eq!(again.timeout, Duration::from_millis(1500));
+        assert_eq!(again.concurrency, 3);
+        assert_eq!(again.only, vec![Endpoint::CreateCall, Endpoint::PlayAudio]);
+        assert_eq!(again.seed, Some(42));
+        // Defaults stay off the line; the embedded double needs no key.
+        let line = replay_command(&parse(&[]), 5);
+        assert_eq!(line, "acs-harness contract --seed 5");
+    }
+
+    #[test]
+    fn durations_format_as_they_parse() {
+        for d in [
+            Duration::from_secs(10),
+            Duration::from_millis(1500),
+            Duration::from_micros(2_500_001),
+            Duration::from_secs(3600),
+        ] {
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
 
     #[test]
     fn durations() {

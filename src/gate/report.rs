@@ -1,10 +1,10 @@
 //! What a gate run found, and its three renderings: the terminal table with each
-//! failure and its replayable `curl`, JUnit XML for CI, and JSON.
+//! failure and its replayable `acs-harness send` line, JUnit XML for CI, and JSON.
 //!
 //! No rendering ever contains the access key, a signature or the connection string:
-//! failures carry a `curl` whose `Authorization` is the placeholder `<signed>`, every
-//! text a failure carries is scrubbed ([`crate::redact::scrub`]) and cut
-//! ([`MAX_TEXT_CHARS`]) when it is recorded, and every rendering is scrubbed again.
+//! failures carry an `acs-harness send` line, which signs when it is run; every text a
+//! failure carries is scrubbed ([`crate::redact::scrub`]) and cut ([`MAX_TEXT_CHARS`])
+//! when it is recorded, and every rendering is scrubbed again.
 
 use super::checks::Check;
 use crate::contract::{Endpoint, Violation};
@@ -39,8 +39,9 @@ pub struct Failure {
     pub got: String,
     /// The rules the reply broke, with JSON paths.
     pub violations: Vec<Violation>,
-    /// The request as a `curl` command, signature redacted.
-    pub curl: Option<String>,
+    /// The request as an `acs-harness send` line to paste (signed when run; no
+    /// signature or key in it).
+    pub send: Option<String>,
     /// For shrunk valid cases: how the case was minimised.
     pub shrunk: Option<String>,
 }
@@ -296,7 +297,7 @@ impl Report {
             if let Some(s) = &f.shrunk {
                 let _ = writeln!(out, "  shrunk:   {s}");
             }
-            if let Some(c) = &f.curl {
+            if let Some(c) = &f.send {
                 let _ = writeln!(out, "  request:  {c}");
                 if f.endpoint.needs_call() && f.check != Check::UnknownResource {
                     let _ = writeln!(
@@ -552,8 +553,10 @@ impl Failure {
             clean(&mut v.path);
             clean(&mut v.message);
         }
-        if let Some(c) = &mut self.curl {
-            clean(c);
+        // The send line is the harness's own request, which must stay whole to replay;
+        // it is scrubbed, never cut.
+        if let Some(c) = &mut self.send {
+            *c = crate::redact::scrub(c).into_owned();
         }
         if let Some(s) = &mut self.shrunk {
             clean(s);
@@ -578,7 +581,7 @@ fn failure_text(failures: &[Failure]) -> String {
         if let Some(s) = &f.shrunk {
             let _ = writeln!(out, "  shrunk: {s}");
         }
-        if let Some(c) = &f.curl {
+        if let Some(c) = &f.send {
             let _ = writeln!(out, "  {c}");
         }
     }
@@ -672,7 +675,7 @@ mod tests {
             expected: "202".into(),
             got: "404".into(),
             violations: vec![],
-            curl: None,
+            send: None,
             shrunk: None,
         });
         assert_eq!(r.exit_code(), 1);
@@ -684,7 +687,7 @@ mod tests {
             expected: String::new(),
             got: String::new(),
             violations: vec![],
-            curl: None,
+            send: None,
             shrunk: None,
         });
         assert_eq!(r.failures().count(), 1);

@@ -5,14 +5,15 @@
 
 use super::cases::{self, Case};
 use super::checks::{
-    Check, Expect, Mismatch, call_leg_id, describe_reply, error_shape, judge, unusable_call_id,
+    Check, Expect, Mismatch, call_leg_id, describe_reply, error_shape, judge,
+    names_offending_property, unusable_call_id,
 };
 use super::report::{Failure, Report, RunEnd, shell_quote};
 use crate::auth::{Signer, content_hash};
 use crate::client::{AuthMode, Client, ClientError, Reply};
 use crate::contract::{Endpoint, Rule, Violation};
 use crate::redact;
-use proptest::strategy::{Strategy, ValueTree};
+use proptest::strategy::{BoxedStrategy, Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -21,6 +22,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+
+/// Valid cases drawn ahead of the ones running.
+const CASE_QUEUE: usize = 64;
+
+/// Valid-case tasks alive at once, per request allowed in flight: enough to keep the
+/// semaphore busy while set-up requests wait, few enough to bound memory.
+const TASKS_PER_PERMIT: usize = 4;
 
 /// Shrinking stops after this many attempts; each attempt is one or more requests.
 const MAX_SHRINK_ITERS: u32 = 2000;
@@ -147,6 +155,8 @@ struct Shared {
     endpoints: Vec<Endpoint>,
     first_valid_failure: Mutex<BTreeMap<Endpoint, usize>>,
     unique: AtomicU64,
+    /// Where a printed `send` line sends to (see [`send_options`]).
+    send_options: String,
 }
 
 /// A handle on the run; `record` is off while shrinking so attempts are not counted.
@@ -270,7 +280,7 @@ impl Ctx {
             expected: m.expected,
             got: m.got,
             violations: m.violations,
-            curl: Some(self.curl(req)),
+            send: Some(self.send_line(req)),
             shrunk: None,
         }
     }
@@ -309,67 +319,11 @@ impl Ctx {
         verdict
     }
 
-    /// The request as a `curl` command; the signature is never shown.
-    fn curl(&self, req: &Req) -> String {
-        let body = req.body.as_deref().unwrap_or_default();
-        let mut s = format!(
-            "curl -X {} {}",
-            req.method,
-            shell_quote(self.s.client.url(&req.path).as_bytes())
-        );
-        if let Some(ct) = &req.content_type {
-            s.push_str(&format!(
-                " -H {}",
-                shell_quote(format!("Content-Type: {ct}").as_bytes())
-            ));
-        }
-        let date = match req.auth {
-            AuthMode::DateOffset(secs) if secs < 0 => format!("<now - {}s>", secs.unsigned_abs()),
-            AuthMode::DateOffset(secs) => format!("<now + {secs}s>"),
-            _ => "<now>".to_string(),
-        };
-        if req.auth != AuthMode::MissingDate {
-            s.push_str(&format!(" -H 'x-ms-date: {date}'"));
-        }
-        if req.auth != AuthMode::MissingContentHash {
-            s.push_str(&format!(
-                " -H 'x-ms-content-sha256: {}'",
-                content_hash(body)
-            ));
-        }
-        match req.auth {
-            AuthMode::Signed | AuthMode::DateOffset(_) => {
-                s.push_str(" -H 'Authorization: <signed>'")
-            }
-            AuthMode::Missing => {}
-            AuthMode::OtherScheme => s.push_str(" -H 'Authorization: Bearer <token>'"),
-            AuthMode::BadSignature => {
-                s.push_str(" -H 'Authorization: <signed with a wrong signature>'")
-            }
-            AuthMode::BodyChangedAfterSigning => {
-                s.push_str(" -H 'Authorization: <signed; last body byte changed after signing>'")
-            }
-            AuthMode::MissingDate | AuthMode::MissingContentHash => {
-                s.push_str(" -H 'Authorization: <signed>'")
-            }
-            AuthMode::OtherHost => {
-                s.push_str(" -H 'Authorization: <signed for host attacker.example>'")
-            }
-            AuthMode::OtherPath => s.push_str(" -H 'Authorization: <signed for another path>'"),
-            AuthMode::OtherMethod => s.push_str(" -H 'Authorization: <signed for another method>'"),
-        }
-        if !body.is_empty() {
-            if body.len() > 4096 {
-                s.push_str(&format!(
-                    " --data-binary @body.json  # {} bytes, starting {}",
-                    body.len(),
-                    shell_quote(&body[..120])
-                ));
-            } else {
-                s.push_str(&format!(" --data-binary {}", shell_quote(body)));
-            }
-        }
-        s
+    /// The request as an `acs-harness send` line to paste: the same method, path,
+    /// headers, body and authentication fault, signed afresh when run (the key comes
+    /// from ACS_CONNECTION_STRING, never from this line).
+    fn send_line(&self, req: &Req) -> String {
+        send_line(&self.s.send_options, req)
     }
 
     /// Creates a call for a case to run on; lenient (any 2xx with a `callLegId`) so
@@ -454,6 +408,78 @@ impl Ctx {
     }
 }
 
+/// Bodies up to this size go into a printed `send` line; larger ones are described.
+const MAX_INLINE_BODY: usize = 64 * 1024;
+
+/// The `acs-harness send` options that say where requests go: target, prefix,
+/// api-version and, when not the default, the timeout.
+fn send_options(config: &GateConfig) -> String {
+    let mut s = format!(
+        " --target {}",
+        shell_quote(crate::redact::url(&config.target).as_bytes())
+    );
+    if !config.prefix.is_empty() {
+        s.push_str(&format!(
+            " --prefix {}",
+            shell_quote(config.prefix.as_bytes())
+        ));
+    }
+    if let Some(v) = &config.api_version {
+        s.push_str(&format!(" --api-version {}", shell_quote(v.as_bytes())));
+    }
+    if config.timeout != Duration::from_secs(10) {
+        s.push_str(&format!(
+            " --timeout {}",
+            super::format_duration(config.timeout)
+        ));
+    }
+    s
+}
+
+/// `req` as an `acs-harness send` command line (see [`Ctx::send_line`]).
+fn send_line(options: &str, req: &Req) -> String {
+    let mut s = format!(
+        "acs-harness send {} {}{options}",
+        req.method,
+        shell_quote(req.path.as_bytes())
+    );
+    if let Some(ct) = &req.content_type {
+        s.push_str(&format!(
+            " --header {}",
+            shell_quote(format!("Content-Type: {ct}").as_bytes())
+        ));
+    }
+    if req.auth != AuthMode::Signed {
+        s.push_str(&format!(" --auth {}", crate::send::auth_name(req.auth)));
+    }
+    let body = req.body.as_deref().unwrap_or_default();
+    let text = std::str::from_utf8(body)
+        .ok()
+        .filter(|t| !t.chars().any(char::is_control));
+    match text {
+        _ if body.is_empty() => {}
+        Some(t) if t.len() <= MAX_INLINE_BODY => {
+            s.push_str(&format!(" --body {}", shell_quote(t.as_bytes())));
+        }
+        None if body.len() <= MAX_INLINE_BODY / 4 * 3 => {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(body);
+            s.push_str(&format!(" --body-base64 {b64}"));
+        }
+        _ => {
+            // Too long for a command line: the file to write is described instead.
+            let start = &body[..body.len().min(120)];
+            s.push_str(&format!(
+                " --body @body.json  # {} bytes (SHA-256 {}), starting {}",
+                body.len(),
+                content_hash(body),
+                shell_quote(start)
+            ));
+        }
+    }
+    s
+}
+
 /// Runs one valid case with whatever set-up it needs; records it unless shrinking.
 async fn run_valid(
     ctx: &Ctx,
@@ -462,7 +488,7 @@ async fn run_valid(
     case: Case,
 ) -> Result<(), (Req, Mismatch)> {
     let e = case.endpoint;
-    let label = format!("valid #{index}");
+    let label = case_label(e, index, ctx.s.cases);
     let expect = Expect::Success(case.operation_context());
     let check = Check::PositiveAcceptance;
     let fail = |ctx: &Ctx, why: String| {
@@ -477,6 +503,14 @@ async fn run_valid(
             Ok(c) => (c, true),
             Err(why) => return Err(fail(ctx, why)),
         },
+        // Thousands of invitees would evict the participants other cases invited
+        // on a shared call (a service keeps a bounded list): a call of its own.
+        Endpoint::InviteParticipants if is_large(index, ctx.s.cases) => {
+            match ctx.create_call().await {
+                Ok(c) => (c, true),
+                Err(why) => return Err(fail(ctx, why)),
+            }
+        }
         _ => match ctx.pool_call(pool, index).await {
             Ok(c) => (c, pool.is_empty()),
             Err(why) => return Err(fail(ctx, why)),
@@ -504,6 +538,19 @@ async fn run_valid(
     result.map(|_| ()).map_err(|m| (req, m))
 }
 
+/// How valid case `index` is named in reports: `valid #3`, or for a large one
+/// `valid #100 (large: near-limit)`.
+fn case_label(endpoint: Endpoint, index: usize, cases: u32) -> String {
+    if !is_large(index, cases) {
+        return format!("valid #{index}");
+    }
+    let sizes = crate::generate::sizes(endpoint);
+    match sizes.get((index - cases as usize) % sizes.len().max(1)) {
+        Some(size) => format!("valid #{index} (large: {size})"),
+        None => format!("valid #{index} (large)"),
+    }
+}
+
 /// Whether a failure is the target's answer to the request itself (worth shrinking),
 /// not a timeout or a failed set-up.
 fn about_the_request(m: &Mismatch) -> bool {
@@ -527,6 +574,10 @@ fn rng_seed(seed: u64, endpoint: Endpoint, purpose: &str) -> [u8; 32] {
 
 /// The runner valid cases of `endpoint` are drawn from; the same seed draws the same cases.
 fn case_runner(seed: u64, endpoint: Endpoint, cases: u32) -> TestRunner {
+    runner_for(rng_seed(seed, endpoint, "valid"), cases)
+}
+
+fn runner_for(rng_seed: [u8; 32], cases: u32) -> TestRunner {
     let config = Config {
         cases,
         failure_persistence: None,
@@ -534,18 +585,89 @@ fn case_runner(seed: u64, endpoint: Endpoint, cases: u32) -> TestRunner {
         max_shrink_time: MAX_SHRINK_MS,
         ..Config::default()
     };
-    TestRunner::new_with_rng(
-        config,
-        TestRng::from_seed(RngAlgorithm::ChaCha, &rng_seed(seed, endpoint, "valid")),
-    )
+    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &rng_seed))
 }
 
-/// The `count` valid cases of `endpoint` for `seed`, in order.
+/// Large valid cases per size of an endpoint: one per size up to 100 cases, then one
+/// more per hundred, at most three (each can be a body of 1 MiB).
+fn large_rounds(cases: u32) -> usize {
+    if cases == 0 {
+        0
+    } else {
+        (cases as usize / 100).clamp(1, 3)
+    }
+}
+
+/// How many large valid cases `endpoint` has in a run of `cases` typical ones; they
+/// are numbered after the typical ones (`cases`, `cases + 1`, …).
+fn large_count(endpoint: Endpoint, cases: u32) -> usize {
+    crate::generate::sizes(endpoint).len() * large_rounds(cases)
+}
+
+/// Draws large case `k` of `endpoint`: its own runner (so it is drawn alone, again,
+/// for shrinking) and its value tree.
+fn draw_large(
+    seed: u64,
+    endpoint: Endpoint,
+    cases: u32,
+    k: usize,
+) -> Option<(TestRunner, Box<dyn ValueTree<Value = Case>>)> {
+    let sizes = crate::generate::sizes(endpoint);
+    let size = *sizes.get(k % sizes.len().max(1))?;
+    let round = k / sizes.len().max(1);
+    let strategy = cases::valid_large(endpoint, size)?;
+    let mut runner = runner_for(
+        rng_seed(seed, endpoint, &format!("large {size} {round}")),
+        cases,
+    );
+    let tree = strategy.new_tree(&mut runner).ok()?;
+    Some((runner, Box::new(tree)))
+}
+
+/// Whether case `index` of a run of `cases` typical ones is a large one.
+fn is_large(index: usize, cases: u32) -> bool {
+    index >= cases as usize
+}
+
+/// The valid cases of `endpoints` for `seed`, drawn one at a time as they are asked
+/// for, so memory does not grow with `--cases`: the few large ones of every endpoint
+/// first, then the typical ones round-robin over the endpoints (an interrupted run
+/// has covered each). Items are `(endpoint, case index, case)`.
+pub fn valid_cases(
+    endpoints: &[Endpoint],
+    seed: u64,
+    cases: u32,
+) -> impl Iterator<Item = (Endpoint, usize, Case)> {
+    let large = endpoints
+        .iter()
+        .copied()
+        .flat_map(move |e| (0..large_count(e, cases)).map(move |k| (e, k)))
+        .filter_map(move |(e, k)| {
+            let (_, tree) = draw_large(seed, e, cases, k)?;
+            Some((e, cases as usize + k, tree.current()))
+        });
+    let mut typical: Vec<(Endpoint, BoxedStrategy<Case>, TestRunner)> = endpoints
+        .iter()
+        .map(|&e| (e, cases::valid(e), case_runner(seed, e, cases)))
+        .collect();
+    let typical = (0..cases as usize).flat_map(move |i| {
+        let drawn: Vec<(Endpoint, usize, Case)> = typical
+            .iter_mut()
+            .filter_map(|(e, strategy, runner)| {
+                let case = strategy.new_tree(runner).ok()?.current();
+                Some((*e, i, case))
+            })
+            .collect();
+        drawn
+    });
+    large.chain(typical)
+}
+
+/// The `count` typical valid cases of `endpoint` for `seed`, in order.
 pub fn sample_valid(endpoint: Endpoint, seed: u64, count: u32) -> Vec<Case> {
-    let strategy = cases::valid(endpoint);
-    let mut runner = case_runner(seed, endpoint, count);
-    (0..count)
-        .filter_map(|_| strategy.new_tree(&mut runner).ok().map(|t| t.current()))
+    valid_cases(&[endpoint], seed, count)
+        .filter(|(_, i, _)| !is_large(*i, count))
+        .map(|(_, _, c)| c)
         .collect()
 }
 
@@ -558,13 +680,19 @@ fn shrink(
     endpoint: Endpoint,
     index: usize,
 ) -> Option<Failure> {
-    let strategy = cases::valid(endpoint);
-    let mut runner = case_runner(ctx.s.seed, endpoint, ctx.s.cases);
-    let mut tree = None;
-    for _ in 0..=index {
-        tree = Some(strategy.new_tree(&mut runner).ok()?);
-    }
-    let tree = tree?;
+    let cases = ctx.s.cases;
+    let (mut runner, tree) = if is_large(index, cases) {
+        draw_large(ctx.s.seed, endpoint, cases, index - cases as usize)?
+    } else {
+        let strategy = cases::valid(endpoint);
+        let mut runner = case_runner(ctx.s.seed, endpoint, cases);
+        let mut tree = None;
+        for _ in 0..=index {
+            tree = Some(strategy.new_tree(&mut runner).ok()?);
+        }
+        let tree: Box<dyn ValueTree<Value = Case>> = Box::new(tree?);
+        (runner, tree)
+    };
     let original_len = tree.current().body.as_ref().map_or(0, Vec::len);
     let quiet = Ctx {
         s: ctx.s.clone(),
@@ -594,7 +722,7 @@ fn shrink(
     let mut f = quiet.failure(
         Check::PositiveAcceptance,
         &req,
-        &format!("valid #{index}, shrunk"),
+        &format!("{}, shrunk", case_label(endpoint, index, ctx.s.cases)),
         m,
     );
     f.shrunk = Some(format!(
@@ -872,7 +1000,8 @@ async fn invalid_case(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint, i: usize,
             .await;
     }
     // The validator's JSON path must appear in the message (CONTRACT.md: "the error
-    // message names the offending property by its JSON path").
+    // message names the offending property by its JSON path"; for a rule on a whole
+    // array, naming the array is enough).
     let verdict = match ctx.send(&req).await {
         Sent::Stopped => return,
         Sent::Failed(why) => Err(Mismatch {
@@ -885,18 +1014,23 @@ async fn invalid_case(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint, i: usize,
                 .ok()
                 .and_then(|v| v.get("message")?.as_str().map(str::to_string))
                 .unwrap_or_default();
-            if defect.path.is_empty() || message.contains(&defect.path) {
+            if names_offending_property(&message, defect.rule, &defect.path) {
                 Ok(())
             } else {
+                let named = match defect.rule {
+                    Rule::EmptyArray | Rule::DuplicateItem => {
+                        format!("{} or the array that holds it", defect.path)
+                    }
+                    _ => defect.path.clone(),
+                };
                 Err(Mismatch {
-                    expected: format!("{} naming {}", expect.describe(endpoint), defect.path),
+                    expected: format!("{} naming {named}", expect.describe(endpoint)),
                     got: describe_reply(&reply),
                     violations: vec![Violation {
                         path: "message".into(),
                         rule: Rule::Missing,
                         message: format!(
-                            "the error message does not name the offending property {}",
-                            defect.path
+                            "the error message does not name the offending property {named}"
                         ),
                     }],
                 })
@@ -1204,6 +1338,7 @@ pub async fn run_gate(config: GateConfig) -> Report {
         endpoints,
         first_valid_failure: Mutex::new(BTreeMap::new()),
         unique: AtomicU64::new(0),
+        send_options: send_options(&config),
     });
     let ctx = Ctx {
         s: shared.clone(),
@@ -1367,6 +1502,7 @@ fn key_rejected(reply: &Reply) -> String {
 
 async fn run_all(ctx: Ctx, wave: usize, timeout: Duration) {
     let endpoints = ctx.s.endpoints.clone();
+    let concurrency = ctx.s.sem.available_permits().max(1);
     // The first wave stops the run before any case when the target cannot serve it.
     let pool = first_wave(&ctx, wave, timeout).await;
     if ctx.stopped() {
@@ -1387,26 +1523,60 @@ async fn run_all(ctx: Ctx, wave: usize, timeout: Duration) {
     let mut set = JoinSet::new();
     set.spawn(lifecycle(ctx.clone()));
     for &e in &endpoints {
-        for (i, case) in sample_valid(e, ctx.s.seed, ctx.s.cases)
-            .into_iter()
-            .enumerate()
-        {
-            let (ctx, pool) = (ctx.clone(), pool.clone());
-            set.spawn(async move {
-                if let Err((_, m)) = run_valid(&ctx, &pool, i, case).await
-                    && about_the_request(&m)
-                    && let Ok(mut first) = ctx.s.first_valid_failure.lock()
-                {
-                    let slot = first.entry(e).or_insert(i);
-                    *slot = (*slot).min(i);
-                }
-            });
-        }
         set.spawn(edge_cases(ctx.clone(), pool.clone(), e));
         set.spawn(invalid_cases(ctx.clone(), pool.clone(), e));
         set.spawn(auth_cases(ctx.clone(), pool.clone(), e));
         set.spawn(routing_cases(ctx.clone(), e, dead_call.clone()));
     }
+    // Valid cases are drawn on a blocking thread and handed over through a small
+    // channel, and only so many run at once: memory stays the same whatever
+    // `--cases` is, and drawing never holds up the task that watches for Ctrl-C.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(CASE_QUEUE);
+    let (seed, cases) = (ctx.s.seed, ctx.s.cases);
+    let producer = tokio::task::spawn_blocking(move || {
+        for item in valid_cases(&endpoints, seed, cases) {
+            // The receiver is gone: the run stopped.
+            if tx.blocking_send(item).is_err() {
+                break;
+            }
+        }
+    });
+    let in_flight = Arc::new(Semaphore::new(concurrency * TASKS_PER_PERMIT));
+    // Large cases (up to 1 MiB each way) go one at a time, so they neither crowd out
+    // the small requests nor multiply the memory a run needs.
+    let large_lane = Arc::new(Semaphore::new(1));
+    while let Some((e, i, case)) = rx.recv().await {
+        if ctx.stopped() {
+            break;
+        }
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let (ctx, pool) = (ctx.clone(), pool.clone());
+        let lane = is_large(i, cases).then(|| large_lane.clone());
+        set.spawn(async move {
+            let _permit = permit;
+            let _lane = match lane {
+                Some(lane) => match lane.acquire_owned().await {
+                    Ok(p) => Some(p),
+                    Err(_) => return,
+                },
+                None => None,
+            };
+            if let Err((_, m)) = run_valid(&ctx, &pool, i, case).await
+                && about_the_request(&m)
+                && let Ok(mut first) = ctx.s.first_valid_failure.lock()
+            {
+                let slot = first.entry(e).or_insert(i);
+                *slot = (*slot).min(i);
+            }
+        });
+        // Finished tasks are reaped as we go, so the set stays small too.
+        while set.try_join_next().is_some() {}
+    }
+    drop(rx);
+    // The producer only waits on the channel just closed, so this returns at once.
+    let _ = producer.await;
     while set.join_next().await.is_some() {
         if ctx.stopped() {
             set.abort_all();
@@ -1435,5 +1605,100 @@ async fn run_all(ctx: Ctx, wave: usize, timeout: Duration) {
     }
     for c in &pool {
         ctx.hang_up(c).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_cases_are_drawn_on_demand() {
+        // With four billion cases per endpoint, anything that drew them all first
+        // would never get here. (These two endpoints have no large cases.)
+        let two = [Endpoint::Hangup, Endpoint::RemoveParticipant];
+        let first: Vec<(Endpoint, usize, Case)> = valid_cases(&two, 7, u32::MAX).take(6).collect();
+        // Round-robin over the endpoints, so an interrupted run has covered each.
+        let order: Vec<(Endpoint, usize)> = first.iter().map(|(e, i, _)| (*e, *i)).collect();
+        let expected: Vec<(Endpoint, usize)> = (0..3)
+            .flat_map(|i| two.iter().map(move |e| (*e, i)))
+            .collect();
+        assert_eq!(order, expected);
+        // The typical cases are those `sample_valid` draws, whatever the count.
+        let drawn: Vec<&Case> = first
+            .iter()
+            .filter(|(e, _, _)| *e == Endpoint::RemoveParticipant)
+            .map(|(_, _, c)| c)
+            .collect();
+        let sample = sample_valid(Endpoint::RemoveParticipant, 7, 3);
+        assert_eq!(drawn, sample.iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn large_cases_come_first_and_redraw_the_same_for_shrinking() {
+        let cases = 8;
+        let drawn: Vec<(Endpoint, usize, Case)> =
+            valid_cases(&[Endpoint::CreateCall], 7, cases).collect();
+        assert_eq!(drawn.len(), 4 + 8);
+        for (k, (e, i, case)) in drawn[..4].iter().enumerate() {
+            assert_eq!(*i, cases as usize + k);
+            let (_, tree) = draw_large(7, *e, cases, k).unwrap();
+            assert_eq!(&tree.current(), case);
+        }
+        assert!(drawn[4..].iter().all(|(_, i, _)| !is_large(*i, cases)));
+        // Near-limit comes second (see `generate::sizes`): a body close to 1 MiB.
+        let near = drawn[1].2.body.as_ref().unwrap().len();
+        assert!(near > crate::contract::MAX_BODY_BYTES - 2048, "{near}");
+    }
+
+    #[test]
+    fn send_lines_carry_what_reproduces_the_request() {
+        let signer =
+            crate::auth::Signer::new(&crate::auth::AccessKey::from_base64("c2VjcmV0").unwrap());
+        let mut config = GateConfig::new("https://u:p@x.example:8443/?sig=s", signer);
+        config.prefix = "/calling".into();
+        config.api_version = Some("2021-06-15-preview".into());
+        config.timeout = Duration::from_millis(2500);
+        let options = send_options(&config);
+        let req = |body: &[u8], auth| Req {
+            endpoint: Endpoint::Hangup,
+            method: "POST",
+            path: "/calls/it's/Hangup".into(),
+            content_type: Some("application/json".into()),
+            body: Some(body.to_vec()),
+            auth,
+        };
+        let line = send_line(
+            &options,
+            &req(br#"{"a":"b c"}"#, AuthMode::DateOffset(-1200)),
+        );
+        assert_eq!(
+            line,
+            "acs-harness send POST '/calls/it'\\''s/Hangup' --target 'https://x.example:8443/' \
+             --prefix '/calling' --api-version '2021-06-15-preview' --timeout 2500ms \
+             --header 'Content-Type: application/json' --auth date-offset=-1200 --body '{\"a\":\"b c\"}'"
+        );
+        let line = send_line(&options, &req(b"{\xff}", AuthMode::Signed));
+        assert!(line.ends_with(" --body-base64 e/99"), "{line}");
+        assert!(!line.contains("--auth"), "{line}");
+        let big = vec![b'a'; MAX_INLINE_BODY + 1];
+        let line = send_line(&options, &req(&big, AuthMode::Signed));
+        assert!(line.contains(" --body @body.json  # 65537 bytes"), "{line}");
+        assert!(line.len() < 600, "{}", line.len());
+    }
+
+    #[test]
+    fn large_cases_per_size_and_labels() {
+        assert_eq!(large_count(Endpoint::CreateCall, 0), 0);
+        assert_eq!(large_count(Endpoint::CreateCall, 8), 4);
+        assert_eq!(large_count(Endpoint::CreateCall, 100), 4);
+        assert_eq!(large_count(Endpoint::PlayAudio, 250), 4);
+        assert_eq!(large_count(Endpoint::InviteParticipants, 2_000_000), 12);
+        assert_eq!(large_count(Endpoint::Hangup, 100), 0);
+        assert_eq!(case_label(Endpoint::CreateCall, 3, 100), "valid #3");
+        assert_eq!(
+            case_label(Endpoint::CreateCall, 101, 100),
+            "valid #101 (large: near-limit)"
+        );
     }
 }

@@ -5,9 +5,11 @@
 //! `acs-harness generate` prints them as JSON lines; all three replay from a seed.
 
 mod defect;
+mod large;
 mod values;
 
 pub use defect::{BadLabel, Defect, DefectClass, DefectKind, defect_classes};
+pub use large::{Size, sizes};
 
 use crate::contract::Endpoint;
 use base64::Engine as _;
@@ -231,6 +233,25 @@ pub fn valid(e: Endpoint) -> BoxedStrategy<GeneratedRequest> {
             None => Just(plain(None, None)).boxed(),
         },
     }
+}
+
+/// Valid requests to `e` at one of the large [`sizes`] the contract allows (arrays of
+/// dozens to thousands of identifiers, long strings, bodies just under 1 MiB); `None`
+/// where `e` has no body of that size. Separate from [`valid`], whose sizes stay those
+/// of everyday traffic.
+pub fn valid_large(e: Endpoint, size: Size) -> Option<BoxedStrategy<GeneratedRequest>> {
+    let body = large::body(e, size)?;
+    Some(
+        (body, json_content_type())
+            .prop_map(move |(v, ct)| GeneratedRequest {
+                endpoint: e,
+                params: BTreeMap::new(),
+                content_type: Some(ct),
+                body: Some(to_bytes(&v)),
+                defect: None,
+            })
+            .boxed(),
+    )
 }
 
 fn fill() -> impl Strategy<Value = Fill> + Clone {

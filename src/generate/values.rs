@@ -7,7 +7,7 @@ use proptest::sample::select;
 use serde_json::{Map, Value};
 
 /// A few ACS resource ids; real traffic reuses a handful of resources.
-const RESOURCES: &[&str] = &[
+pub(super) const RESOURCES: &[&str] = &[
     "b6aada1f-0b1d-47ac-866f-91aae00a1d01",
     "0d6fe4a6-6e5e-4a0c-8e0b-3c8e0ea8a8b2",
     "5f2b1c3d-9a8e-4f7b-b6c5-d4e3f2a1b0c9",
@@ -18,7 +18,7 @@ const RESOURCES: &[&str] = &[
 /// gate or load run pointed at a real resource never rings a real person: a fixed
 /// prefix (country code included) and how many free digits follow it. The `+999` rows
 /// (a spare ITU code that routes nowhere) cover E.164's shortest and longest numbers.
-const PHONE_RANGES: &[(&str, u32)] = &[
+pub(super) const PHONE_RANGES: &[(&str, u32)] = &[
     ("+142555501", 2), // US, NANP 555-0100..0199
     ("+120655501", 2), // US
     ("+121255501", 2), // US
@@ -92,7 +92,7 @@ const AUDIO_QUERIES: &[&str] = &[
     "?v={id}",
 ];
 
-const SUBJECTS: &[&str] = &[
+pub(super) const SUBJECTS: &[&str] = &[
     "Daily stand-up",
     "Grüße aus München",
     "Rückfrage zur Bestellung Nr.",
@@ -107,7 +107,7 @@ const SUBJECTS: &[&str] = &[
     "",
 ];
 
-const CONTEXT_TAGS: &[&str] = &[
+pub(super) const CONTEXT_TAGS: &[&str] = &[
     "play-welcome",
     "ivr-menu",
     "hold",
@@ -159,8 +159,8 @@ type PhoneParts = ((&'static str, u32), u64);
 /// Raw parts of a Teams user: user GUID, `isAnonymous`, `cloud`.
 type TeamsParts = (u128, Option<bool>, Option<&'static str>);
 
-const ANONYMOUS: &[Option<bool>] = &[None, Some(false), Some(true)];
-const CLOUDS: &[Option<&str>] = &[None, Some("public"), Some("dod"), Some("gcch")];
+pub(super) const ANONYMOUS: &[Option<bool>] = &[None, Some(false), Some(true)];
+pub(super) const CLOUDS: &[Option<&str>] = &[None, Some("public"), Some("dod"), Some("gcch")];
 
 fn user_parts() -> impl Strategy<Value = UserParts> + Clone {
     (select(RESOURCES), any::<u128>())
@@ -194,7 +194,7 @@ fn object(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
     Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
-fn user_value(parts: UserParts, raw: bool) -> Value {
+pub(super) fn user_value(parts: UserParts, raw: bool) -> Value {
     let id = user_id(parts);
     let mut m = Map::new();
     if raw {
@@ -207,7 +207,7 @@ fn user_value(parts: UserParts, raw: bool) -> Value {
     Value::Object(m)
 }
 
-fn phone_value(parts: PhoneParts, raw: bool) -> Value {
+pub(super) fn phone_value(parts: PhoneParts, raw: bool) -> Value {
     let v = e164_of(parts);
     let mut m = Map::new();
     if raw {
@@ -217,7 +217,7 @@ fn phone_value(parts: PhoneParts, raw: bool) -> Value {
     Value::Object(m)
 }
 
-fn teams_value((id, anonymous, cloud): TeamsParts, raw: bool) -> Value {
+pub(super) fn teams_value((id, anonymous, cloud): TeamsParts, raw: bool) -> Value {
     let user_id = guid(id);
     let mut teams = Map::new();
     teams.insert("userId".into(), Value::String(user_id.clone()));

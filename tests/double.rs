@@ -862,7 +862,12 @@ async fn targets_are_participants() {
         let path = Endpoint::RemoveParticipant.path(&call, Some(p));
         let r = c.send("DELETE", &path, b"").await;
         assert_eq!(r.status, 202, "{p}: {}", r.message());
-        assert!(c.send("DELETE", &path, b"").await.assert_error(404).contains("participant"));
+        assert!(
+            c.send("DELETE", &path, b"")
+                .await
+                .assert_error(404)
+                .contains("participant")
+        );
     }
     assert_eq!(d.handler().participants(&call).unwrap(), ["+14251009999"]);
 }
@@ -901,7 +906,10 @@ async fn state_is_bounded_in_bytes_and_evicted_calls_say_so() {
     assert!(counts.calls_evicted >= 1, "{counts:?}");
     assert!(!d.handler().has_call(&calls[0]));
     assert!(d.handler().has_call(&calls[3]), "the newest call is kept");
-    assert!(counts.state_bytes >= 20 * 950, "an estimate, not zero: {counts:?}");
+    assert!(
+        counts.state_bytes >= 20 * 950,
+        "an estimate, not zero: {counts:?}"
+    );
 
     // The evicted call's 404 says why; a never-created call's does not.
     for e in [Endpoint::PlayAudio, Endpoint::Hangup] {
@@ -909,7 +917,10 @@ async fn state_is_bounded_in_bytes_and_evicted_calls_say_so() {
             .post_json(&e.path(&calls[0], None), &play_body(None))
             .await;
         let message = r.assert_error(404);
-        assert!(message.contains("evicted") && message.contains("--max-state-bytes"), "{message}");
+        assert!(
+            message.contains("evicted") && message.contains("--max-state-bytes"),
+            "{message}"
+        );
     }
     let never = uuid::Uuid::new_v4().to_string();
     let r = c
@@ -935,7 +946,9 @@ async fn state_is_bounded_in_bytes_and_evicted_calls_say_so() {
     assert!(!kept.is_empty() && kept.len() < 120, "{}", kept.len());
     assert!(kept.last().unwrap().starts_with("8:acs:h-29-"));
     // Hanging up gives the bytes back.
-    let r = c.send("POST", &Endpoint::Hangup.path(&big, None), b"").await;
+    let r = c
+        .send("POST", &Endpoint::Hangup.path(&big, None), b"")
+        .await;
     assert_eq!(r.status, 202);
     assert_eq!(d.handler().counters().live_calls, 0);
     assert_eq!(d.handler().counters().state_bytes, 0);
@@ -978,8 +991,14 @@ fn a_request_without_host_gets_400_saying_authentication_was_not_attempted() {
         .body(body);
     let r = h.handle(&req);
     assert_eq!(r.status, 400);
-    let message = r.body_json().unwrap()["message"].as_str().unwrap().to_string();
-    assert!(message.contains("Host") && message.contains("authentication"), "{message}");
+    let message = r.body_json().unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("Host") && message.contains("authentication"),
+        "{message}"
+    );
     validate_error_body(r.header("content-type"), &r.body).unwrap();
     // With the Host it was signed for, the same request is created.
     assert_eq!(h.handle(&req.header("host", "127.0.0.1:1")).status, 200);

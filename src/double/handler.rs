@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// A request as the double sees it, independent of the transport.
@@ -911,7 +911,9 @@ impl Handler {
             participants: Box::new(Bounded::new(self.max_participants)),
             bytes: CALL_BYTES,
         };
-        let targets = body.and_then(|b| b.get("targets")).and_then(Value::as_array);
+        let targets = body
+            .and_then(|b| b.get("targets"))
+            .and_then(Value::as_array);
         let (added, removed) = add_participants(&mut call, targets);
         let bytes = call.bytes;
         debug_assert_eq!(bytes, CALL_BYTES + added - removed);
@@ -919,7 +921,9 @@ impl Handler {
         let state = &mut *guard;
         // At most one call is evicted by count (the bound is checked per insert).
         let mut by_count = None;
-        state.calls.insert(key, call, |k, c| by_count = Some((k, c.bytes)));
+        state
+            .calls
+            .insert(key, call, |k, c| by_count = Some((k, c.bytes)));
         state.bytes += bytes;
         let mut evicted = 0;
         if let Some((k, b)) = by_count {

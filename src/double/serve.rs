@@ -8,8 +8,8 @@
 //! accepting down instead of flooding the log.
 
 use super::{
-    DEFAULT_MAX_CALLS, DEFAULT_MAX_PARTICIPANTS, DEFAULT_MAX_STATE_BYTES,
-    DoubleConfig, DoubleError, DoubleRequest, DoubleResponse, Handler, MAX_LATENCY,
+    DEFAULT_MAX_CALLS, DEFAULT_MAX_PARTICIPANTS, DEFAULT_MAX_STATE_BYTES, DoubleConfig,
+    DoubleError, DoubleRequest, DoubleResponse, Handler, MAX_LATENCY,
 };
 use crate::auth::{AccessKey, ConnectionString};
 use bytes::{Bytes, BytesMut};
@@ -161,7 +161,9 @@ impl Server {
     /// Binds 127.0.0.1:`config.port` (0: any free port). Call inside a tokio runtime.
     pub async fn bind(config: DoubleConfig) -> Result<Server, DoubleError> {
         if config.body_timeout.is_zero() {
-            return Err(DoubleError::Config("body timeout must be more than 0".into()));
+            return Err(DoubleError::Config(
+                "body timeout must be more than 0".into(),
+            ));
         }
         if config.max_connections == Some(0) {
             return Err(DoubleError::Config(
@@ -559,10 +561,8 @@ fn to_hyper(resp: DoubleResponse) -> hyper::Response<Full<Bytes>> {
 /// Marks an answer given before the body was read whole: the connection closes after
 /// it, since what remains of the body cannot be told from a next request.
 fn closing(mut resp: hyper::Response<Full<Bytes>>) -> hyper::Response<Full<Bytes>> {
-    resp.headers_mut().insert(
-        hyper::header::CONNECTION,
-        HeaderValue::from_static("close"),
-    );
+    resp.headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 
@@ -590,7 +590,8 @@ impl<S: AsyncWrite + Unpin> ErrorBodies<S> {
     /// Writes what is left of a rewritten answer.
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         while self.written < self.pending.len() {
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.written..]))?;
+            let n =
+                ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.written..]))?;
             if n == 0 {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
@@ -681,6 +682,8 @@ fn with_error_body(head: &[u8]) -> Option<Vec<u8>> {
             empty = true;
         } else if lower.starts_with("date: ") {
             kept.push(line);
+        } else if lower == "connection: close" {
+            // Hyper closes after its own answers; ours says so too, below.
         } else {
             // Another header: an answer of the handler's, not hyper's own.
             return None;
@@ -902,7 +905,14 @@ mod tests {
         assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
         assert_eq!(parse_bytes("64 MB"), Ok(64_000_000));
         assert_eq!(parse_bytes("100000"), Ok(100_000));
-        for bad in ["", "x", "12 parsecs", "-5", "1KB", "99999999999999999999GiB"] {
+        for bad in [
+            "",
+            "x",
+            "12 parsecs",
+            "-5",
+            "1KB",
+            "99999999999999999999GiB",
+        ] {
             assert!(parse_bytes(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_latency("1h"), Ok(MAX_LATENCY));
@@ -923,13 +933,17 @@ mod tests {
 
     #[test]
     fn hypers_own_error_answers_get_the_error_body() {
-        let head = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: Wed, 02 Dec 2026 11:00:00 GMT\r\n\r\n";
+        let head = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: Wed, 02 Dec 2026 11:00:00 GMT\r\n\r\n";
         let out = String::from_utf8(with_error_body(head).unwrap()).unwrap();
         let (head, body) = out.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
         assert!(head.contains("content-type: application/json"), "{head}");
-        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
         assert!(head.contains("date: Wed"), "{head}");
+        assert_eq!(head.matches("connection: close").count(), 1, "{head}");
         crate::contract::validate_error_body(Some("application/json"), body.as_bytes()).unwrap();
         // The handler's answers carry other headers (or a body) and pass untouched.
         for other in [

@@ -547,3 +547,120 @@ fn serve_rejects_absurd_latency_at_start() {
         assert!(String::from_utf8_lossy(&out.stderr).contains(option));
     }
 }
+
+/// Runs `serve` under `sh -c "ulimit -n <fds>; exec acs-harness serve ..."`; returns
+/// the child, its address and connection string, and its stderr lines as they come.
+fn serve_with_fd_limit(
+    fds: u32,
+    extra: &str,
+) -> (
+    std::process::Child,
+    String,
+    acs_harness::auth::ConnectionString,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let script = format!("ulimit -n {fds} && exec \"$0\" serve --port 0 {extra}",);
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_acs-harness")])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let uri = lines.next().unwrap().unwrap();
+    let uri = uri.strip_prefix("listening on ").unwrap().to_string();
+    let cs = lines.next().unwrap().unwrap();
+    let cs = cs
+        .strip_prefix("connection string: ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, uri, cs, rx)
+}
+
+/// Waits (bounded) for a stderr line containing `needle`.
+fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("no log line with {needle:?}: {e}"),
+        }
+    }
+}
+
+fn stop_child(mut child: std::process::Child) {
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn out_of_descriptors_it_keeps_accepting_without_a_log_flood() {
+    // 48 descriptors, a limit of 1000 connections: accepting runs out of descriptors.
+    let (child, uri, cs, log) = serve_with_fd_limit(48, "--max-connections 1000");
+    let addr = uri.trim_start_matches("http://").to_string();
+    let holders: Vec<_> = (0..80)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    let line = wait_for_line(&log, "accept failed");
+    assert!(line.contains("etrying"), "{line}");
+    // Once the holders go, the server serves again.
+    drop(holders);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = Client::new(&uri, &cs);
+        tokio::time::timeout(Duration::from_secs(20), c.create_call())
+            .await
+            .expect("served after descriptors freed");
+    });
+    stop_child(child);
+    let rest: Vec<String> = log.try_iter().collect();
+    let failures = rest.iter().filter(|l| l.contains("accept failed")).count();
+    // 80 queued connections over the whole run, at most one line per 10 s.
+    assert!(failures <= 1, "{rest:#?}");
+}
+
+#[test]
+fn the_connection_limit_is_logged_once_not_per_connection() {
+    let (child, uri, cs, log) = serve_with_fd_limit(1024, "--max-connections 3");
+    let addr = uri.trim_start_matches("http://").to_string();
+    let holders: Vec<_> = (0..20)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    let line = wait_for_line(&log, "connection limit reached");
+    assert!(line.contains("--max-connections"), "{line}");
+    drop(holders);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = Client::new(&uri, &cs);
+        tokio::time::timeout(Duration::from_secs(20), c.create_call())
+            .await
+            .expect("served once the holders closed");
+    });
+    stop_child(child);
+    let rest: Vec<String> = log.try_iter().collect();
+    let more = rest
+        .iter()
+        .filter(|l| l.contains("connection limit"))
+        .count();
+    assert!(more <= 1, "{rest:#?}");
+}

@@ -326,10 +326,10 @@ struct State {
 
 impl State {
     fn remember_evicted(&mut self, key: u128) {
-        if self.evicted_order.len() >= EVICTED_MEMORY {
-            if let Some(old) = self.evicted_order.pop_front() {
-                self.evicted.remove(&old);
-            }
+        if self.evicted_order.len() >= EVICTED_MEMORY
+            && let Some(old) = self.evicted_order.pop_front()
+        {
+            self.evicted.remove(&old);
         }
         if self.evicted.insert(key) {
             self.evicted_order.push_back(key);

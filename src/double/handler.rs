@@ -244,13 +244,6 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
         true
     }
 
-    /// Removes and returns the oldest entry.
-    fn pop_oldest(&mut self) -> Option<(K, V)> {
-        let (_, key) = self.order.pop_first()?;
-        let (_, v) = self.map.remove(&key)?;
-        Some((key, v))
-    }
-
     /// Removes and returns the oldest entry whose key is not `keep`.
     fn pop_oldest_except<Q: Hash + Eq + ?Sized>(&mut self, keep: &Q) -> Option<(K, V)>
     where
@@ -292,11 +285,77 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
 }
 
 /// One live call: its participants (targets, then everyone invited since) in order,
-/// and the estimated bytes it takes. An id is shared by the map and the order (`Arc`),
-/// so a participant costs its id once.
+/// and the estimated bytes it takes.
 struct Call {
-    participants: Box<Bounded<Arc<str>, ()>>,
+    participants: Participants,
     bytes: usize,
+}
+
+/// A call's participant ids in order, at most `cap`, the oldest evicted beyond it.
+/// Most calls have a target or two, so the ids live in a small deque searched in
+/// place; a hash index is built only once a call has many (an invitation of 1,000 ids
+/// then stays linear, not quadratic). An id is shared by deque and index (`Arc`).
+struct Participants {
+    ids: VecDeque<Arc<str>>,
+    index: Option<Box<HashSet<Arc<str>>>>,
+}
+
+/// Participants beyond which a call gets a hash index.
+const INDEX_FROM: usize = 16;
+
+impl Participants {
+    fn new() -> Self {
+        Participants {
+            ids: VecDeque::new(),
+            index: None,
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        match &self.index {
+            Some(index) => index.contains(id),
+            None => self.ids.iter().any(|x| &**x == id),
+        }
+    }
+
+    /// Adds `id` unless present (then returns false); ids evicted to stay within `cap`
+    /// are handed to `evicted`.
+    fn insert(&mut self, id: Arc<str>, cap: usize, mut evicted: impl FnMut(Arc<str>)) -> bool {
+        if self.contains(&id) {
+            return false;
+        }
+        while self.ids.len() >= cap.max(1) {
+            match self.pop_oldest() {
+                Some(old) => evicted(old),
+                None => break,
+            }
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(id.clone());
+        } else if self.ids.len() >= INDEX_FROM {
+            let mut index: HashSet<Arc<str>> = self.ids.iter().cloned().collect();
+            index.insert(id.clone());
+            self.index = Some(Box::new(index));
+        }
+        self.ids.push_back(id);
+        true
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<str>> {
+        let at = self.ids.iter().position(|x| &**x == id)?;
+        if let Some(index) = &mut self.index {
+            index.remove(id);
+        }
+        self.ids.remove(at)
+    }
+
+    fn pop_oldest(&mut self) -> Option<Arc<str>> {
+        let old = self.ids.pop_front()?;
+        if let Some(index) = &mut self.index {
+            index.remove(&old);
+        }
+        Some(old)
+    }
 }
 
 /// Estimated bytes a call takes besides its participants: its map and order slots,
@@ -577,8 +636,8 @@ impl Handler {
         let call = state.calls.get_mut(&key)?;
         Some(
             call.participants
-                .order
-                .values()
+                .ids
+                .iter()
                 .map(|s| s.to_string())
                 .collect(),
         )
@@ -871,7 +930,7 @@ impl Handler {
                 let list = body
                     .and_then(|b| b.get("participants"))
                     .and_then(Value::as_array);
-                let (added, removed) = add_participants(call, list);
+                let (added, removed) = add_participants(call, list, self.max_participants);
                 state.bytes = (state.bytes + added).saturating_sub(removed);
                 let evicted = self.enforce_state_bytes(state, key);
                 drop(guard);
@@ -908,13 +967,13 @@ impl Handler {
         let id = uuid::Uuid::new_v4();
         let key = id.as_u128();
         let mut call = Call {
-            participants: Box::new(Bounded::new(self.max_participants)),
+            participants: Participants::new(),
             bytes: CALL_BYTES,
         };
         let targets = body
             .and_then(|b| b.get("targets"))
             .and_then(Value::as_array);
-        let (added, removed) = add_participants(&mut call, targets);
+        let (added, removed) = add_participants(&mut call, targets, self.max_participants);
         let bytes = call.bytes;
         debug_assert_eq!(bytes, CALL_BYTES + added - removed);
         let mut guard = lock(&self.state);
@@ -952,7 +1011,7 @@ impl Handler {
             let Some(call) = state.calls.get_mut(&keep) else {
                 break;
             };
-            let Some((id, ())) = call.participants.pop_oldest() else {
+            let Some(id) = call.participants.pop_oldest() else {
                 break;
             };
             let b = participant_bytes(&id);
@@ -1010,14 +1069,18 @@ const EVICTION_LOG_INTERVAL_SECS: u64 = 60;
 
 /// Adds the participant ids of `identifiers` to `call` (oldest evicted beyond the
 /// per-call bound); returns the bytes added and removed.
-fn add_participants(call: &mut Call, identifiers: Option<&Vec<Value>>) -> (usize, usize) {
+fn add_participants(
+    call: &mut Call,
+    identifiers: Option<&Vec<Value>>,
+    cap: usize,
+) -> (usize, usize) {
     let (mut added, mut removed) = (0, 0);
     for id in identifiers.into_iter().flatten().filter_map(participant_id) {
         let b = participant_bytes(&id);
         let id: Arc<str> = id.into();
         if call
             .participants
-            .insert(id, (), |old, ()| removed += participant_bytes(&old))
+            .insert(id, cap, |old| removed += participant_bytes(&old))
         {
             added += b;
         }
@@ -1083,9 +1146,37 @@ mod tests {
         assert!(b.insert(4, (), |k, ()| evicted.push(k)));
         assert_eq!(evicted, [0]);
         assert_eq!(b.pop_oldest_except(&2), Some((3, ())));
-        assert_eq!(b.pop_oldest(), Some((2, ())));
+        assert_eq!(b.pop_oldest_except(&4), Some((2, ())));
         assert!(!b.contains(&0) && !b.contains(&2) && b.contains(&4));
         assert_eq!(b.order.len(), b.map.len());
+    }
+
+    #[test]
+    fn participants_keep_order_bound_and_index() {
+        let mut p = Participants::new();
+        let mut evicted = Vec::new();
+        for i in 0..40 {
+            assert!(p.insert(format!("id-{i}").into(), 30, |old| evicted.push(old)));
+        }
+        assert!(!p.insert("id-39".into(), 30, |old| evicted.push(old)));
+        assert_eq!(evicted.len(), 10);
+        assert_eq!(&*evicted[0], "id-0");
+        assert!(p.index.is_some(), "indexed once large");
+        assert_eq!(p.index.as_ref().unwrap().len(), p.ids.len());
+        assert!(!p.contains("id-9") && p.contains("id-10") && p.contains("id-39"));
+        assert_eq!(p.remove("id-20").as_deref(), Some("id-20"));
+        assert!(!p.contains("id-20") && p.remove("id-20").is_none());
+        assert_eq!(p.pop_oldest().as_deref(), Some("id-10"));
+        assert!(!p.contains("id-10"));
+        assert_eq!(p.index.as_ref().unwrap().len(), p.ids.len());
+        let order: Vec<&str> = p.ids.iter().map(|s| &**s).collect();
+        assert_eq!(order.first(), Some(&"id-11"));
+        assert_eq!(order.last(), Some(&"id-39"));
+        // A small set works without an index.
+        let mut q = Participants::new();
+        assert!(q.insert("a".into(), 2, |_| {}) && q.insert("b".into(), 2, |_| {}));
+        assert!(q.insert("c".into(), 2, |_| {}));
+        assert!(q.index.is_none() && !q.contains("a") && q.contains("c"));
     }
 
     #[test]

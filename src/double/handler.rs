@@ -475,9 +475,9 @@ fn call_key(id: &str) -> Option<u128> {
 }
 
 /// The `participantId` of an identifier: its `rawId`, else the kind's id.
-fn participant_id(identifier: &Value) -> Option<String> {
+fn participant_id(identifier: &Value) -> Option<&str> {
     if let Some(raw) = identifier.get("rawId").and_then(Value::as_str) {
-        return Some(raw.to_string());
+        return Some(raw);
     }
     [
         ("communicationUser", "id"),
@@ -486,7 +486,6 @@ fn participant_id(identifier: &Value) -> Option<String> {
     ]
     .iter()
     .find_map(|(kind, field)| identifier.get(kind)?.get(field)?.as_str())
-    .map(str::to_string)
 }
 
 /// What the handler knows of a request's body.
@@ -978,20 +977,20 @@ impl Handler {
         debug_assert_eq!(bytes, CALL_BYTES + added - removed);
         let mut guard = lock(&self.state);
         let state = &mut *guard;
-        // At most one call is evicted by count (the bound is checked per insert).
+        // At most one call is evicted by count (the bound is checked per insert); it is
+        // freed after the lock is released.
         let mut by_count = None;
-        state
-            .calls
-            .insert(key, call, |k, c| by_count = Some((k, c.bytes)));
+        state.calls.insert(key, call, |k, c| by_count = Some((k, c)));
         state.bytes += bytes;
         let mut evicted = 0;
-        if let Some((k, b)) = by_count {
-            state.bytes = state.bytes.saturating_sub(b);
-            state.remember_evicted(k);
+        if let Some((k, c)) = &by_count {
+            state.bytes = state.bytes.saturating_sub(c.bytes);
+            state.remember_evicted(*k);
             evicted += 1;
         }
         evicted += self.enforce_state_bytes(state, key);
         drop(guard);
+        drop(by_count);
         self.note_evictions(evicted);
         DoubleResponse::json(200, &json!({ "callLegId": id.to_string() }))
     }
@@ -1076,7 +1075,7 @@ fn add_participants(
 ) -> (usize, usize) {
     let (mut added, mut removed) = (0, 0);
     for id in identifiers.into_iter().flatten().filter_map(participant_id) {
-        let b = participant_bytes(&id);
+        let b = participant_bytes(id);
         let id: Arc<str> = id.into();
         if call
             .participants

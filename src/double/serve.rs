@@ -491,11 +491,14 @@ async fn respond(
         return Ok(if unread { closing(resp) } else { resp });
     }
     let declared = req.header_str("x-ms-content-sha256").map(str::to_string);
-    let read = tokio::time::timeout(
-        body_timeout,
-        read_body(body, TRANSPORT_BODY_LIMIT, declared.as_deref()),
-    )
-    .await;
+    let mut reading = std::pin::pin!(read_body(body, TRANSPORT_BODY_LIMIT, declared.as_deref()));
+    // A small body has usually arrived with the head: a first poll reads it without
+    // arming a timer, which would cost every request a trip through the timer wheel.
+    let first = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
+    let read = match first {
+        Poll::Ready(read) => Ok(read),
+        Poll::Pending => tokio::time::timeout(body_timeout, reading).await,
+    };
     let resp = match read {
         Err(_) => {
             let message = format!(

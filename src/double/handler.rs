@@ -297,6 +297,9 @@ struct Call {
 /// then stays linear, not quadratic). An id is shared by deque and index (`Arc`).
 struct Participants {
     ids: VecDeque<Arc<str>>,
+    // Boxed on purpose: 8 bytes in every call instead of a 48-byte empty set, in a
+    // table of up to 100,000 calls that almost never need an index.
+    #[allow(clippy::box_collection)]
     index: Option<Box<HashSet<Arc<str>>>>,
 }
 
@@ -980,7 +983,9 @@ impl Handler {
         // At most one call is evicted by count (the bound is checked per insert); it is
         // freed after the lock is released.
         let mut by_count = None;
-        state.calls.insert(key, call, |k, c| by_count = Some((k, c)));
+        state
+            .calls
+            .insert(key, call, |k, c| by_count = Some((k, c)));
         state.bytes += bytes;
         let mut evicted = 0;
         if let Some((k, c)) = &by_count {

@@ -1,8 +1,13 @@
 //! Throughput of the double behind `serve` (hyper) against a bare wiremock server with
 //! one static mock, for signed valid create-call requests from 32 connections; then
-//! the resident memory of the `serve` binary before and after N requests.
+//! the resident memory of the `serve` binary before and after N requests; then its
+//! memory under an attack of 50 unsigned 16 MiB bodies (idle, peak during, after);
+//! then its memory with the state filled with maximal participants.
 //!
-//! `cargo bench --bench double` (BENCH_SECS=10, BENCH_MEM_REQUESTS=1000000 to change).
+//! `cargo bench --bench double` (BENCH_SECS=10, BENCH_MEM_REQUESTS=1000000,
+//! BENCH_STATE_BYTES=256MiB to change; BENCH_SERVE_BIN=<path> measures the memory
+//! phases on another build of `acs-harness`, e.g. main's, for a before/after;
+//! BENCH_ONLY=memory skips the throughput phases).
 
 use acs_harness::auth::{ConnectionString, Signer};
 use acs_harness::double::DoubleConfig;
@@ -123,6 +128,8 @@ fn main() {
         return; // `cargo test --benches` probes the harness; nothing to list.
     }
 
+    let only_memory = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "memory");
+
     // Servers and client on separate runtimes so neither starves the other's scheduler;
     // both still share the machine's cores, as in a real same-host run.
     let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -136,6 +143,15 @@ fn main() {
         .build()
         .unwrap();
 
+    if !only_memory {
+        throughput(&server_rt, &client_rt, secs);
+    }
+    memory(&client_rt, mem_requests);
+    attack(&client_rt);
+    state_fill(&client_rt);
+}
+
+fn throughput(server_rt: &tokio::runtime::Runtime, client_rt: &tokio::runtime::Runtime, secs: u64) {
     // (a) the double behind serve's hyper transport.
     let running =
         server_rt.block_on(async { Server::bind(DoubleConfig::default()).await.unwrap().spawn() });
@@ -186,10 +202,18 @@ fn main() {
         rss_kb(std::process::id()) / 1024
     );
     drop(mock);
+}
 
-    // Memory: the release `serve` binary as a child, RSS before and after N requests.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_acs-harness"))
+/// The `serve` binary measured: this build's, or `BENCH_SERVE_BIN`.
+fn serve_bin() -> String {
+    std::env::var("BENCH_SERVE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_acs-harness").into())
+}
+
+/// Starts `serve --port 0 <extra>` as a child; returns it, its URL and connection string.
+fn spawn_serve(extra: &[&str]) -> (std::process::Child, String, ConnectionString) {
+    let mut child = std::process::Command::new(serve_bin())
         .args(["serve", "--port", "0"])
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -210,6 +234,166 @@ fn main() {
         .unwrap()
         .parse()
         .unwrap();
+    (child, uri, cs)
+}
+
+fn stop_serve(mut child: std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// Samples the RSS of `pid` every 10 ms until `done` is set; returns the peak (kB).
+fn sample_peak(pid: u32, done: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while !done.load(Ordering::Relaxed) {
+            peak = peak.max(rss_kb(pid));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak.max(rss_kb(pid))
+    })
+}
+
+/// 50 connections each declare and send an unsigned body of 16 MiB - 1 bytes, as the
+/// issue's attacker did; RSS of `serve` idle, at its peak during, and 2 s after.
+fn attack(client_rt: &tokio::runtime::Runtime) {
+    const CONNECTIONS: usize = 50;
+    const BODY: usize = 16 * 1024 * 1024 - 1;
+    let (child, uri, _cs) = spawn_serve(&[]);
+    let pid = child.id();
+    let addr = uri.trim_start_matches("http://").to_string();
+    let idle = rss_kb(pid);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sample_peak(pid, done.clone());
+    let t = Instant::now();
+    let (answered, sent) = client_rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..CONNECTIONS {
+            let addr = addr.clone();
+            tasks.spawn(async move {
+                let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
+                    return (false, 0);
+                };
+                let head = format!(
+                    "POST /calls HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {BODY}\r\n\r\n"
+                );
+                let (mut rd, mut wr) = s.split();
+                let write = async {
+                    let chunk = vec![b' '; 64 * 1024];
+                    let mut sent = 0;
+                    if wr.write_all(head.as_bytes()).await.is_err() {
+                        return sent;
+                    }
+                    while sent < BODY {
+                        let n = chunk.len().min(BODY - sent);
+                        if wr.write_all(&chunk[..n]).await.is_err() {
+                            break;
+                        }
+                        sent += n;
+                    }
+                    sent
+                };
+                let mut answer = Vec::new();
+                let read = tokio::time::timeout(Duration::from_secs(120), rd.read_to_end(&mut answer));
+                let (sent, _) = tokio::join!(write, read);
+                (answer.starts_with(b"HTTP/1.1 401"), sent)
+            });
+        }
+        let (mut answered, mut sent) = (0, 0);
+        while let Some(Ok((ok, n))) = tasks.join_next().await {
+            answered += usize::from(ok);
+            sent += n;
+        }
+        (answered, sent)
+    });
+    let elapsed = t.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let after = rss_kb(pid);
+    println!(
+        "unsigned-body attack ({CONNECTIONS} x {BODY} bytes declared, {:.0} MiB actually sent, \
+         {answered} answered 401, {:.1}s): RSS idle {} MB, peak during {} MB, 2 s after {} MB",
+        sent as f64 / 1048576.0,
+        elapsed.as_secs_f64(),
+        idle / 1024,
+        peak / 1024,
+        after / 1024
+    );
+    stop_serve(child);
+}
+
+/// Fills the state with calls of 1,000 participants of 950-character ids (the most an
+/// invite of 1 MiB carries) until well past `--max-state-bytes`; RSS after.
+fn state_fill(client_rt: &tokio::runtime::Runtime) {
+    let cap = std::env::var("BENCH_STATE_BYTES").unwrap_or_else(|_| "256MiB".into());
+    if std::env::var_os("BENCH_SERVE_BIN").is_some() {
+        // Another build may not know --max-state-bytes; its state is unbounded in bytes.
+        println!("state fill: skipped for BENCH_SERVE_BIN");
+        return;
+    }
+    let (child, uri, cs) = spawn_serve(&["--max-state-bytes", &cap]);
+    let pid = child.id();
+    let idle = rss_kb(pid);
+    let host = uri.trim_start_matches("http://").to_string();
+    let signer = cs.signer();
+    let calls = 400;
+    let (created, invited) = client_rt.block_on(async {
+        let client = reqwest::Client::new();
+        let send = |method: &'static str, path: String, body: Vec<u8>| {
+            let h = signer.sign(method, &path, &host, &body, SystemTime::now());
+            client
+                .request(method.parse().unwrap(), format!("{uri}{path}"))
+                .header("content-type", "application/json")
+                .header("x-ms-date", h.date)
+                .header("x-ms-content-sha256", h.content_sha256)
+                .header("authorization", h.authorization)
+                .body(body)
+                .send()
+        };
+        let (mut created, mut invited) = (0, 0);
+        for c in 0..calls {
+            let Ok(r) = send("POST", "/calls".into(), body()).await else {
+                continue;
+            };
+            let Ok(v) = r.json::<serde_json::Value>().await else {
+                continue;
+            };
+            let Some(id) = v["callLegId"].as_str().map(str::to_string) else {
+                continue;
+            };
+            created += 1;
+            let list: Vec<serde_json::Value> = (0..1000)
+                .map(|i| {
+                    let prefix = format!("8:acs:{c}-{i}-");
+                    serde_json::json!({"communicationUser": {"id": format!("{prefix}{}", "x".repeat(950 - prefix.len()))}})
+                })
+                .collect();
+            let invite = serde_json::to_vec(&serde_json::json!({"participants": list})).unwrap();
+            if let Ok(r) = send("POST", format!("/calls/{id}/participants"), invite).await {
+                invited += usize::from(r.status().as_u16() == 202);
+            }
+        }
+        (created, invited)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let after = rss_kb(pid);
+    println!(
+        "state fill (--max-state-bytes {cap}; {created} calls created, {invited} invites of \
+         1000 x 950-char ids = {:.0} MB of ids): RSS idle {} MB, after {} MB",
+        invited as f64 * 950.0 * 1000.0 / 1e6,
+        idle / 1024,
+        after / 1024
+    );
+    stop_serve(child);
+}
+
+/// The `serve` binary's RSS before and after `mem_requests` signed creates.
+fn memory(client_rt: &tokio::runtime::Runtime, mem_requests: u64) {
+    let (child, uri, cs) = spawn_serve(&[]);
     let pid = child.id();
     let before = rss_kb(pid);
     let load = load_for(&uri, &cs);
@@ -223,8 +407,5 @@ fn main() {
         after,
         (after as f64 - before as f64) / 1024.0
     );
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+    stop_serve(child);
 }

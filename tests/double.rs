@@ -751,7 +751,12 @@ proptest! {
     fn arbitrary_unsigned_requests_get_401(req in arb_request(false)) {
         let h = Handler::new(&DoubleConfig::default()).unwrap();
         let r = h.handle(&req);
-        prop_assert_eq!(r.status, 401);
+        // Without Host (RFC 9110) nothing can be authenticated: 400, saying so.
+        let want = if req.headers.contains_key("host") { 401 } else { 400 };
+        prop_assert_eq!(r.status, want);
+        if want == 400 && req.method != "HEAD" {
+            prop_assert!(r.body_json().unwrap()["message"].as_str().unwrap().contains("Host"));
+        }
         assert_4xx_error(&req, &r);
     }
 
@@ -819,4 +824,182 @@ async fn arbitrary_requests_through_the_socket() {
         sent += 1;
     }
     assert!(sent >= 30, "only {sent} requests were sendable");
+}
+
+#[tokio::test]
+async fn targets_are_participants() {
+    let (d, c) = start(DoubleConfig::default()).await;
+    let mut body = create_body();
+    body["targets"] = json!([
+        {"phoneNumber": {"value": "+14251001000"}},
+        {"communicationUser": {"id": "8:acs:target_user"}, "rawId": "8:acs:target_user-raw"},
+        {"communicationUser": {"id": "8:acs:second_target"}},
+        {"microsoftTeamsUser": {"userId": "teams-target", "cloud": "public"}}
+    ]);
+    let r = c.post_json("/calls", &body).await;
+    assert_eq!(r.status, 200, "{}", r.message());
+    let call = r.json()["callLegId"].as_str().unwrap().to_string();
+    let ids = [
+        "+14251001000",
+        "8:acs:target_user-raw",
+        "8:acs:second_target",
+        "teams-target",
+    ];
+    assert_eq!(d.handler().participants(&call).unwrap(), ids);
+    // Invited participants come after the targets; a target invited again stays one.
+    let r = c
+        .post_json(
+            &Endpoint::InviteParticipants.path(&call, None),
+            &json!({"participants": [{"phoneNumber": {"value": "+14251001000"}}, {"phoneNumber": {"value": "+14251009999"}}]}),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    assert_eq!(d.handler().participants(&call).unwrap().len(), 5);
+    // With a rawId the communicationUser id is not the participant id.
+    let path = Endpoint::RemoveParticipant.path(&call, Some("8:acs:target_user"));
+    c.send("DELETE", &path, b"").await.assert_error(404);
+    for p in ids {
+        let path = Endpoint::RemoveParticipant.path(&call, Some(p));
+        let r = c.send("DELETE", &path, b"").await;
+        assert_eq!(r.status, 202, "{p}: {}", r.message());
+        assert!(
+            c.send("DELETE", &path, b"")
+                .await
+                .assert_error(404)
+                .contains("participant")
+        );
+    }
+    assert_eq!(d.handler().participants(&call).unwrap(), ["+14251009999"]);
+}
+
+/// An invitation of `n` participants with ids of `len` characters, distinct per `tag`.
+fn long_ids(tag: &str, n: usize, len: usize) -> Value {
+    let list: Vec<Value> = (0..n)
+        .map(|i| {
+            let prefix = format!("8:acs:{tag}-{i}-");
+            json!({"communicationUser": {"id": format!("{prefix}{}", "x".repeat(len - prefix.len()))}})
+        })
+        .collect();
+    json!({ "participants": list })
+}
+
+#[tokio::test]
+async fn state_is_bounded_in_bytes_and_evicted_calls_say_so() {
+    const CAP: usize = 64 * 1024;
+    let (d, c) = start(DoubleConfig::default().max_state_bytes(CAP)).await;
+    let mut calls = Vec::new();
+    // Each call takes about 20 KB: the fourth evicts the first.
+    for tag in ["a", "b", "c", "d"] {
+        let call = c.create_call().await;
+        let r = c
+            .post_json(
+                &Endpoint::InviteParticipants.path(&call, None),
+                &long_ids(tag, 20, 950),
+            )
+            .await;
+        assert_eq!(r.status, 202);
+        calls.push(call);
+        let counts = d.handler().counters();
+        assert!(counts.state_bytes <= CAP as u64, "{counts:?}");
+    }
+    let counts = d.handler().counters();
+    assert!(counts.calls_evicted >= 1, "{counts:?}");
+    assert!(!d.handler().has_call(&calls[0]));
+    assert!(d.handler().has_call(&calls[3]), "the newest call is kept");
+    assert!(
+        counts.state_bytes >= 20 * 950,
+        "an estimate, not zero: {counts:?}"
+    );
+
+    // The evicted call's 404 says why; a never-created call's does not.
+    for e in [Endpoint::PlayAudio, Endpoint::Hangup] {
+        let r = c
+            .post_json(&e.path(&calls[0], None), &play_body(None))
+            .await;
+        let message = r.assert_error(404);
+        assert!(
+            message.contains("evicted") && message.contains("--max-state-bytes"),
+            "{message}"
+        );
+    }
+    let never = uuid::Uuid::new_v4().to_string();
+    let r = c
+        .post_json(&Endpoint::PlayAudio.path(&never, None), &play_body(None))
+        .await;
+    let message = r.assert_error(404);
+    assert!(!message.contains("evicted"), "{message}");
+
+    // One call alone larger than the bound keeps its newest participants only.
+    let big = c.create_call().await;
+    for tag in ["e", "f", "g", "h"] {
+        let r = c
+            .post_json(
+                &Endpoint::InviteParticipants.path(&big, None),
+                &long_ids(tag, 30, 950),
+            )
+            .await;
+        assert_eq!(r.status, 202);
+    }
+    let counts = d.handler().counters();
+    assert!(counts.state_bytes <= CAP as u64, "{counts:?}");
+    let kept = d.handler().participants(&big).unwrap();
+    assert!(!kept.is_empty() && kept.len() < 120, "{}", kept.len());
+    assert!(kept.last().unwrap().starts_with("8:acs:h-29-"));
+    // Hanging up gives the bytes back.
+    let r = c
+        .send("POST", &Endpoint::Hangup.path(&big, None), b"")
+        .await;
+    assert_eq!(r.status, 202);
+    assert_eq!(d.handler().counters().live_calls, 0);
+    assert_eq!(d.handler().counters().state_bytes, 0);
+}
+
+#[test]
+fn latency_beyond_an_hour_is_rejected_and_an_hour_is_not() {
+    let absurd = Duration::from_secs(5_000_000_000_000_000 * 3600);
+    for config in [
+        DoubleConfig::default().latency(absurd),
+        DoubleConfig::default().latency_jitter(absurd),
+        DoubleConfig::default().latency(Duration::from_secs(3601)),
+    ] {
+        let e = Handler::new(&config).unwrap_err().to_string();
+        assert!(e.contains("latency") && e.contains("1h"), "{e}");
+    }
+    // At the bound, latency and jitter add up without overflow.
+    let h = Handler::new(
+        &DoubleConfig::default()
+            .latency(Duration::from_secs(3600))
+            .latency_jitter(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let r = h.handle(&DoubleRequest::new("GET", "/calls"));
+    assert!(r.delay >= Duration::from_secs(3600) && r.delay <= Duration::from_secs(7200));
+    assert!(Handler::new(&DoubleConfig::default().max_state_bytes(100)).is_err());
+}
+
+#[test]
+fn a_request_without_host_gets_400_saying_authentication_was_not_attempted() {
+    let h = Handler::new(&DoubleConfig::default()).unwrap();
+    let key = acs_harness::double::dev_key();
+    let body = serde_json::to_vec(&create_body()).unwrap();
+    let s = Signer::new(&key).sign("POST", "/calls", "127.0.0.1:1", &body, SystemTime::now());
+    let req = DoubleRequest::new("POST", "/calls")
+        .header("x-ms-date", &s.date)
+        .header("x-ms-content-sha256", &s.content_sha256)
+        .header("authorization", &s.authorization)
+        .header("content-type", "application/json")
+        .body(body);
+    let r = h.handle(&req);
+    assert_eq!(r.status, 400);
+    let message = r.body_json().unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("Host") && message.contains("authentication"),
+        "{message}"
+    );
+    validate_error_body(r.header("content-type"), &r.body).unwrap();
+    // With the Host it was signed for, the same request is created.
+    assert_eq!(h.handle(&req.header("host", "127.0.0.1:1")).status, 200);
 }

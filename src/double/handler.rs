@@ -11,10 +11,10 @@ use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::Hash;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// A request as the double sees it, independent of the transport.
@@ -147,10 +147,12 @@ pub struct Counters {
     pub by_status: BTreeMap<u16, u64>,
     /// 500s chosen by fault injection.
     pub faults_injected: u64,
-    /// Calls evicted because `max_calls` was reached.
+    /// Calls evicted because `max_calls` or `max_state_bytes` was reached.
     pub calls_evicted: u64,
     /// Calls currently held.
     pub live_calls: u64,
+    /// Estimated bytes the held calls and participants take (bounded by `max_state_bytes`).
+    pub state_bytes: u64,
 }
 
 const STATUSES: [u16; 8] = [200, 202, 400, 401, 404, 405, 413, 500];
@@ -219,17 +221,18 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
         }
     }
 
-    /// Inserts unless present; returns how many entries were evicted to make room.
-    fn insert(&mut self, key: K, value: V) -> u64 {
+    /// Inserts unless present (then returns false); entries evicted to make room are
+    /// handed to `evicted`, oldest first.
+    fn insert(&mut self, key: K, value: V, mut evicted: impl FnMut(K, V)) -> bool {
         if self.map.contains_key(&key) {
-            return 0;
+            return false;
         }
-        let mut evicted = 0;
         while self.map.len() >= self.cap {
             match self.order.pop_first() {
                 Some((_, old)) => {
-                    self.map.remove(&old);
-                    evicted += 1;
+                    if let Some((_, v)) = self.map.remove(&old) {
+                        evicted(old, v);
+                    }
                 }
                 None => break,
             }
@@ -238,7 +241,22 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
         self.next += 1;
         self.order.insert(seq, key.clone());
         self.map.insert(key, (seq, value));
-        evicted
+        true
+    }
+
+    /// Removes and returns the oldest entry whose key is not `keep`.
+    fn pop_oldest_except<Q: Hash + Eq + ?Sized>(&mut self, keep: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+    {
+        let seq = self
+            .order
+            .iter()
+            .find(|(_, k)| (*k).borrow() != keep)
+            .map(|(seq, _)| *seq)?;
+        let key = self.order.remove(&seq)?;
+        let (_, v) = self.map.remove::<K>(&key)?;
+        Some((key, v))
     }
 
     fn get_mut(&mut self, key: &K) -> Option<&mut V> {
@@ -266,11 +284,119 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
     }
 }
 
-/// One live call. Participants are allocated on first invite so an idle call costs a
-/// few bytes (100,000 calls stay within a few MB).
-#[derive(Default)]
+/// One live call: its participants (targets, then everyone invited since) in order,
+/// and the estimated bytes it takes.
 struct Call {
-    participants: Option<Box<Bounded<Box<str>, ()>>>,
+    participants: Participants,
+    bytes: usize,
+}
+
+/// A call's participant ids in order, at most `cap`, the oldest evicted beyond it.
+/// Most calls have a target or two, so the ids live in a small deque searched in
+/// place; a hash index is built only once a call has many (an invitation of 1,000 ids
+/// then stays linear, not quadratic). An id is shared by deque and index (`Arc`).
+struct Participants {
+    ids: VecDeque<Arc<str>>,
+    // Boxed on purpose: 8 bytes in every call instead of a 48-byte empty set, in a
+    // table of up to 100,000 calls that almost never need an index.
+    #[allow(clippy::box_collection)]
+    index: Option<Box<HashSet<Arc<str>>>>,
+}
+
+/// Participants beyond which a call gets a hash index.
+const INDEX_FROM: usize = 16;
+
+impl Participants {
+    fn new() -> Self {
+        Participants {
+            ids: VecDeque::new(),
+            index: None,
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        match &self.index {
+            Some(index) => index.contains(id),
+            None => self.ids.iter().any(|x| &**x == id),
+        }
+    }
+
+    /// Adds `id` unless present (then returns false); ids evicted to stay within `cap`
+    /// are handed to `evicted`.
+    fn insert(&mut self, id: Arc<str>, cap: usize, mut evicted: impl FnMut(Arc<str>)) -> bool {
+        if self.contains(&id) {
+            return false;
+        }
+        while self.ids.len() >= cap.max(1) {
+            match self.pop_oldest() {
+                Some(old) => evicted(old),
+                None => break,
+            }
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(id.clone());
+        } else if self.ids.len() >= INDEX_FROM {
+            let mut index: HashSet<Arc<str>> = self.ids.iter().cloned().collect();
+            index.insert(id.clone());
+            self.index = Some(Box::new(index));
+        }
+        self.ids.push_back(id);
+        true
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<str>> {
+        let at = self.ids.iter().position(|x| &**x == id)?;
+        if let Some(index) = &mut self.index {
+            index.remove(id);
+        }
+        self.ids.remove(at)
+    }
+
+    fn pop_oldest(&mut self) -> Option<Arc<str>> {
+        let old = self.ids.pop_front()?;
+        if let Some(index) = &mut self.index {
+            index.remove(&old);
+        }
+        Some(old)
+    }
+}
+
+/// Estimated bytes a call takes besides its participants: its map and order slots,
+/// the participant table's header and the allocator's bookkeeping. Calibrated with
+/// `cargo bench --bench double` (RSS after filling the state), rounded up.
+const CALL_BYTES: usize = 320;
+
+/// Estimated bytes a participant takes besides its id's length: the `Arc` header, its
+/// hash and order slots with their spare capacity, allocator bookkeeping.
+const PARTICIPANT_BYTES: usize = 128;
+
+fn participant_bytes(id: &str) -> usize {
+    id.len() + PARTICIPANT_BYTES
+}
+
+/// How many evicted call ids the double remembers, to tell "evicted" from "never
+/// created" in a 404 (about 3 MB when full; not counted in `max_state_bytes`).
+pub const EVICTED_MEMORY: usize = 65_536;
+
+/// The calls and the ids of the calls evicted most recently.
+struct State {
+    calls: Bounded<u128, Call>,
+    bytes: usize,
+    evicted: HashSet<u128>,
+    evicted_order: VecDeque<u128>,
+}
+
+impl State {
+    fn remember_evicted(&mut self, key: u128) {
+        if self.evicted_order.len() >= EVICTED_MEMORY
+            && let Some(old) = self.evicted_order.pop_front()
+        {
+            self.evicted.remove(&old);
+        }
+        if self.evicted.insert(key) {
+            self.evicted_order.push_back(key);
+        }
+    }
 }
 
 /// The double: authentication, routing, validation, state and fault injection.
@@ -286,8 +412,14 @@ pub struct Handler {
     // Seconds since the epoch of a fixed clock, or NO_CLOCK for the system clock.
     clock: AtomicU64,
     max_participants: usize,
+    max_calls: usize,
+    max_state_bytes: usize,
     // Keyed by the UUID of `callLegId`: 16 bytes a call instead of a string.
-    calls: Mutex<Bounded<u128, Call>>,
+    state: Mutex<State>,
+    // Seconds since the epoch of the last eviction log line (0: none yet).
+    eviction_logged_at: AtomicU64,
+    // Evictions counted at that line.
+    eviction_logged_count: AtomicU64,
     stats: Stats,
     tamper: Option<Tamper>,
 }
@@ -346,9 +478,9 @@ fn call_key(id: &str) -> Option<u128> {
 }
 
 /// The `participantId` of an identifier: its `rawId`, else the kind's id.
-fn participant_id(identifier: &Value) -> Option<String> {
+fn participant_id(identifier: &Value) -> Option<&str> {
     if let Some(raw) = identifier.get("rawId").and_then(Value::as_str) {
-        return Some(raw.to_string());
+        return Some(raw);
     }
     [
         ("communicationUser", "id"),
@@ -357,7 +489,18 @@ fn participant_id(identifier: &Value) -> Option<String> {
     ]
     .iter()
     .find_map(|(kind, field)| identifier.get(kind)?.get(field)?.as_str())
-    .map(str::to_string)
+}
+
+/// What the handler knows of a request's body.
+#[derive(Debug, Clone, Copy)]
+enum Body {
+    /// `req.body` is the whole body: verify its hash.
+    Read,
+    /// The transport did not read it (larger than this many bytes): verify the
+    /// signature over the declared hash only, then answer 413.
+    Unread(usize),
+    /// The transport checked the head's signature and the body's hash already.
+    Verified,
 }
 
 fn not_found(message: String) -> DoubleResponse {
@@ -378,6 +521,25 @@ impl Handler {
                 "max calls and max participants must be at least 1".into(),
             ));
         }
+        if config.max_state_bytes < super::MIN_STATE_BYTES {
+            return Err(DoubleError::Config(format!(
+                "max state bytes must be at least {} (one call with a few participants), got {}",
+                super::MIN_STATE_BYTES,
+                config.max_state_bytes
+            )));
+        }
+        for (name, d) in [
+            ("latency", config.latency),
+            ("latency jitter", config.latency_jitter),
+        ] {
+            if d > super::MAX_LATENCY {
+                return Err(DoubleError::Config(format!(
+                    "{name} must be at most {}s (1h), got {}s",
+                    super::MAX_LATENCY.as_secs(),
+                    d.as_secs()
+                )));
+            }
+        }
         let prefix = config.prefix.trim_end_matches('/');
         let prefix = if prefix.is_empty() || prefix.starts_with('/') {
             prefix.to_string()
@@ -396,7 +558,16 @@ impl Handler {
             jitter_rng: AtomicU64::new(config.seed ^ 0x5DEE_CE66_D1CE_5EED),
             clock: AtomicU64::new(NO_CLOCK),
             max_participants: config.max_participants,
-            calls: Mutex::new(Bounded::new(config.max_calls)),
+            max_calls: config.max_calls,
+            max_state_bytes: config.max_state_bytes,
+            state: Mutex::new(State {
+                calls: Bounded::new(config.max_calls),
+                bytes: 0,
+                evicted: HashSet::new(),
+                evicted_order: VecDeque::new(),
+            }),
+            eviction_logged_at: AtomicU64::new(0),
+            eviction_logged_count: AtomicU64::new(0),
             stats: Stats::default(),
             tamper: config.tamper.clone(),
         };
@@ -431,6 +602,7 @@ impl Handler {
             server_error: get(&row[3]),
         };
         let mut by_status: BTreeMap<u16, u64> = lock(&self.stats.other_statuses).clone();
+        let state = lock(&self.state);
         for (i, s) in STATUSES.iter().enumerate() {
             let n = get(&self.stats.statuses[i]);
             if n > 0 {
@@ -448,32 +620,35 @@ impl Handler {
             by_status,
             faults_injected: get(&self.stats.faults),
             calls_evicted: get(&self.stats.evicted),
-            live_calls: lock(&self.calls).len() as u64,
+            live_calls: state.calls.len() as u64,
+            state_bytes: state.bytes as u64,
         }
     }
 
     /// Whether a call with this `callLegId` is live.
     pub fn has_call(&self, call_leg_id: &str) -> bool {
-        call_key(call_leg_id).is_some_and(|k| lock(&self.calls).contains(&k))
+        call_key(call_leg_id).is_some_and(|k| lock(&self.state).calls.contains(&k))
     }
 
-    /// The participant ids of a live call, in invitation order (`None`: no such call).
+    /// The participant ids of a live call: its targets, then everyone invited since, in
+    /// that order (`None`: no such call).
     pub fn participants(&self, call_leg_id: &str) -> Option<Vec<String>> {
         let key = call_key(call_leg_id)?;
-        let mut calls = lock(&self.calls);
-        let call = calls.get_mut(&key)?;
+        let mut state = lock(&self.state);
+        let call = state.calls.get_mut(&key)?;
         Some(
             call.participants
-                .as_ref()
-                .map(|p| p.order.values().map(|s| s.to_string()).collect())
-                .unwrap_or_default(),
+                .ids
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         )
     }
 
     /// Answers one request: authentication, routing, validation, existence, faults,
     /// then state change and success; finally the tamper hook, if configured.
     pub fn handle(&self, req: &DoubleRequest) -> DoubleResponse {
-        self.handle_inner(req, None)
+        self.handle_inner(req, Body::Read)
     }
 
     /// Answers a request whose body the transport refused to read because it is larger
@@ -481,11 +656,41 @@ impl Handler {
     /// (the signature covers the declared content hash), routing, then 413. Contract
     /// order holds: a client without the key gets 401, an unknown path 404.
     pub fn handle_unread_body(&self, req: &DoubleRequest, limit: usize) -> DoubleResponse {
-        self.handle_inner(req, Some(limit))
+        self.handle_inner(req, Body::Unread(limit))
     }
 
-    fn handle_inner(&self, req: &DoubleRequest, unread_over: Option<usize>) -> DoubleResponse {
-        let (endpoint, mut resp) = self.answer(req, unread_over);
+    /// Checks what the headers alone can show before a transport reads the body: the
+    /// `Host` header, the date window and the signature over the declared content hash.
+    /// `Some` is the finished answer (400 or 401, counted like any other); `None` means
+    /// the body is worth reading.
+    pub fn check_head(&self, req: &DoubleRequest) -> Option<DoubleResponse> {
+        let resp = self.authenticate(req, Body::Unread(0)).err()?;
+        let endpoint = match self.route(req).1 {
+            Some(Route::Found { endpoint, .. }) => Some(endpoint),
+            _ => None,
+        };
+        Some(self.finish(req, endpoint, resp))
+    }
+
+    /// Answers a request whose head passed [`check_head`](Self::check_head) and whose
+    /// body the transport read and found to match `x-ms-content-sha256`: everything
+    /// [`handle`](Self::handle) does but authenticate again.
+    pub(crate) fn handle_verified(&self, req: &DoubleRequest) -> DoubleResponse {
+        self.handle_inner(req, Body::Verified)
+    }
+
+    fn handle_inner(&self, req: &DoubleRequest, body: Body) -> DoubleResponse {
+        let (endpoint, resp) = self.answer(req, body);
+        self.finish(req, endpoint, resp)
+    }
+
+    /// The steps every answer goes through: HEAD strip, tamper hook, latency, counters.
+    fn finish(
+        &self,
+        req: &DoubleRequest,
+        endpoint: Option<Endpoint>,
+        mut resp: DoubleResponse,
+    ) -> DoubleResponse {
         if req.method == "HEAD" {
             resp.body = Bytes::new();
         }
@@ -507,7 +712,10 @@ impl Handler {
         if self.latency_jitter.is_zero() {
             return self.latency;
         }
-        self.latency + self.latency_jitter.mul_f64(unit(&self.jitter_rng))
+        // Both are at most MAX_LATENCY (checked in `new`); saturating all the same, so
+        // no configuration can make an answer panic.
+        self.latency
+            .saturating_add(self.latency_jitter.mul_f64(unit(&self.jitter_rng)))
     }
 
     /// Whether fault injection picks this (otherwise good) request.
@@ -527,11 +735,9 @@ impl Handler {
         )
     }
 
-    fn answer(
-        &self,
-        req: &DoubleRequest,
-        unread_over: Option<usize>,
-    ) -> (Option<Endpoint>, DoubleResponse) {
+    /// The path (without query) and the route of a request; `None` when the path lacks
+    /// the prefix.
+    fn route<'r>(&self, req: &'r DoubleRequest) -> (&'r str, Option<Route>, Option<&'r str>) {
         let (path, query) = match req.path_and_query.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (req.path_and_query.as_str(), None),
@@ -542,13 +748,24 @@ impl Handler {
             path.strip_prefix(self.prefix.as_str())
                 .filter(|rest| rest.starts_with('/'))
         };
-        let route = unprefixed.map(|p| contract::route(&req.method, p));
-        let endpoint = match &route {
-            Some(Route::Found { endpoint, .. }) => Some(*endpoint),
-            _ => None,
-        };
+        (
+            path,
+            unprefixed.map(|p| contract::route(&req.method, p)),
+            query,
+        )
+    }
 
-        // Authentication before anything else: an unauthenticated client learns nothing.
+    /// The `Host` header, then the signature (over the body, or over the declared hash
+    /// alone when the body is unread); `Err` is the 400 or 401 to answer.
+    fn authenticate(&self, req: &DoubleRequest, body: Body) -> Result<(), DoubleResponse> {
+        if !req.headers.contains_key(hyper::header::HOST) {
+            return Err(DoubleResponse::error(
+                400,
+                "BadRequest",
+                "the Host header is missing: HTTP/1.1 requires it (RFC 9110 section 7.2), \
+                 and the signature covers it, so authentication could not be attempted",
+            ));
+        }
         let parts = RequestParts {
             method: &req.method,
             path_and_query: &req.path_and_query,
@@ -558,15 +775,24 @@ impl Handler {
             content_sha256: req.header_str("x-ms-content-sha256"),
             body: &req.body,
         };
-        let verified = match unread_over {
-            None => self.signer.verify(&parts, self.now()),
-            Some(_) => self.signer.verify_unread_body(&parts, self.now()),
+        let verified = match body {
+            Body::Read => self.signer.verify(&parts, self.now()),
+            Body::Unread(_) => self.signer.verify_unread_body(&parts, self.now()),
+            Body::Verified => Ok(()),
         };
-        if let Err(e) = verified {
-            return (
-                endpoint,
-                DoubleResponse::error(401, "Unauthorized", &e.to_string()),
-            );
+        verified.map_err(|e| DoubleResponse::error(401, "Unauthorized", &e.to_string()))
+    }
+
+    fn answer(&self, req: &DoubleRequest, body: Body) -> (Option<Endpoint>, DoubleResponse) {
+        let (path, route, query) = self.route(req);
+        let endpoint = match &route {
+            Some(Route::Found { endpoint, .. }) => Some(*endpoint),
+            _ => None,
+        };
+
+        // Authentication before anything else: an unauthenticated client learns nothing.
+        if let Err(resp) = self.authenticate(req, body) {
+            return (endpoint, resp);
         }
 
         let (endpoint, call_id, participant) = match route {
@@ -599,13 +825,13 @@ impl Handler {
         if let Some(resp) = self.check_api_version(query) {
             return (Some(endpoint), resp);
         }
-        if let Some(limit) = unread_over {
+        if let Body::Unread(limit) = body {
             return (
                 Some(endpoint),
                 DoubleResponse::error(
                     413,
                     "PayloadTooLarge",
-                    &format!("body exceeds the transport limit of {limit} bytes"),
+                    &format!("the body exceeds the limit of {limit} bytes; it was not read"),
                 ),
             );
         }
@@ -660,20 +886,26 @@ impl Handler {
             if self.inject_fault() {
                 return Self::fault();
             }
-            let id = uuid::Uuid::new_v4();
-            let evicted = lock(&self.calls).insert(id.as_u128(), Call::default());
-            if evicted > 0 {
-                self.stats.evicted.fetch_add(evicted, Ordering::Relaxed);
-            }
-            return DoubleResponse::json(200, &json!({ "callLegId": id.to_string() }));
+            return self.create_call(body);
         }
 
         let unknown_call = || not_found(format!("call {} not found", clip(call_id)));
         let Some(key) = call_key(call_id) else {
             return unknown_call();
         };
-        let mut calls = lock(&self.calls);
-        let Some(call) = calls.get_mut(&key) else {
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        let Some(call) = state.calls.get_mut(&key) else {
+            if state.evicted.contains(&key) {
+                return not_found(format!(
+                    "call {} was evicted: the double holds at most {} calls and {} bytes of \
+                     call state (--max-calls, --max-state-bytes) and drops the oldest call \
+                     beyond either",
+                    clip(call_id),
+                    self.max_calls,
+                    self.max_state_bytes
+                ));
+            }
             return unknown_call();
         };
         match endpoint {
@@ -681,11 +913,13 @@ impl Handler {
                 if self.inject_fault() {
                     return Self::fault();
                 }
-                calls.remove(&key);
+                if let Some(call) = state.calls.remove(&key) {
+                    state.bytes = state.bytes.saturating_sub(call.bytes);
+                }
                 DoubleResponse::empty(202)
             }
             Endpoint::PlayAudio | Endpoint::CancelMediaProcessing => {
-                drop(calls);
+                drop(guard);
                 if self.inject_fault() {
                     return Self::fault();
                 }
@@ -698,18 +932,16 @@ impl Handler {
                 let list = body
                     .and_then(|b| b.get("participants"))
                     .and_then(Value::as_array);
-                let set = call
-                    .participants
-                    .get_or_insert_with(|| Box::new(Bounded::new(self.max_participants)));
-                for id in list.into_iter().flatten().filter_map(participant_id) {
-                    set.insert(id.into_boxed_str(), ());
-                }
+                let (added, removed) = add_participants(call, list, self.max_participants);
+                state.bytes = (state.bytes + added).saturating_sub(removed);
+                let evicted = self.enforce_state_bytes(state, key);
+                drop(guard);
+                self.note_evictions(evicted);
                 DoubleResponse::empty(202)
             }
             Endpoint::RemoveParticipant => {
                 let p = participant.unwrap_or_default();
-                let present = call.participants.as_ref().is_some_and(|s| s.contains(p));
-                if !present {
+                if !call.participants.contains(p) {
                     return not_found(format!(
                         "participant {} not found in call {}",
                         clip(p),
@@ -719,8 +951,10 @@ impl Handler {
                 if self.inject_fault() {
                     return Self::fault();
                 }
-                if let Some(set) = call.participants.as_mut() {
-                    set.remove(p);
+                if call.participants.remove(p).is_some() {
+                    let b = participant_bytes(p);
+                    call.bytes = call.bytes.saturating_sub(b);
+                    state.bytes = state.bytes.saturating_sub(b);
                 }
                 DoubleResponse::empty(202)
             }
@@ -728,6 +962,135 @@ impl Handler {
             Endpoint::CreateCall => DoubleResponse::empty(500),
         }
     }
+
+    /// Creates a call whose participants are its targets (CONTRACT.md), evicting the
+    /// oldest calls beyond `max_calls` or `max_state_bytes`.
+    fn create_call(&self, body: Option<&Value>) -> DoubleResponse {
+        let id = uuid::Uuid::new_v4();
+        let key = id.as_u128();
+        let mut call = Call {
+            participants: Participants::new(),
+            bytes: CALL_BYTES,
+        };
+        let targets = body
+            .and_then(|b| b.get("targets"))
+            .and_then(Value::as_array);
+        let (added, removed) = add_participants(&mut call, targets, self.max_participants);
+        let bytes = call.bytes;
+        debug_assert_eq!(bytes, CALL_BYTES + added - removed);
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        // At most one call is evicted by count (the bound is checked per insert); it is
+        // freed after the lock is released.
+        let mut by_count = None;
+        state
+            .calls
+            .insert(key, call, |k, c| by_count = Some((k, c)));
+        state.bytes += bytes;
+        let mut evicted = 0;
+        if let Some((k, c)) = &by_count {
+            state.bytes = state.bytes.saturating_sub(c.bytes);
+            state.remember_evicted(*k);
+            evicted += 1;
+        }
+        evicted += self.enforce_state_bytes(state, key);
+        drop(guard);
+        drop(by_count);
+        self.note_evictions(evicted);
+        DoubleResponse::json(200, &json!({ "callLegId": id.to_string() }))
+    }
+
+    /// Evicts the oldest calls other than `keep` until the state fits `max_state_bytes`;
+    /// if `keep` alone is too large, drops its oldest participants. Returns the number
+    /// of calls evicted.
+    fn enforce_state_bytes(&self, state: &mut State, keep: u128) -> u64 {
+        let mut evicted = 0;
+        while state.bytes > self.max_state_bytes {
+            if let Some((k, c)) = state.calls.pop_oldest_except(&keep) {
+                state.bytes = state.bytes.saturating_sub(c.bytes);
+                state.remember_evicted(k);
+                evicted += 1;
+                continue;
+            }
+            let Some(call) = state.calls.get_mut(&keep) else {
+                break;
+            };
+            let Some(id) = call.participants.pop_oldest() else {
+                break;
+            };
+            let b = participant_bytes(&id);
+            call.bytes = call.bytes.saturating_sub(b);
+            state.bytes = state.bytes.saturating_sub(b);
+        }
+        evicted
+    }
+
+    /// Counts evictions and logs them without a flood: one info line at the first,
+    /// then at most one a minute with the running count.
+    fn note_evictions(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let total = self.stats.evicted.fetch_add(n, Ordering::Relaxed) + n;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1)
+            .max(1);
+        let last = self.eviction_logged_at.load(Ordering::Relaxed);
+        if last != 0 && now < last.saturating_add(EVICTION_LOG_INTERVAL_SECS) {
+            return;
+        }
+        // One thread wins the line; the others' evictions show in the next count.
+        if self
+            .eviction_logged_at
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let before = self.eviction_logged_count.swap(total, Ordering::Relaxed);
+        if last == 0 {
+            tracing::info!(
+                "state bound reached (--max-calls {}, --max-state-bytes {}): evicting the \
+                 oldest calls; requests on them get 404 saying so. Further evictions are \
+                 counted here at most once a minute",
+                self.max_calls,
+                self.max_state_bytes
+            );
+        } else {
+            tracing::info!(
+                "{} calls evicted in all ({} since the last count)",
+                total,
+                total - before
+            );
+        }
+    }
+}
+
+/// Seconds between two eviction log lines.
+const EVICTION_LOG_INTERVAL_SECS: u64 = 60;
+
+/// Adds the participant ids of `identifiers` to `call` (oldest evicted beyond the
+/// per-call bound); returns the bytes added and removed.
+fn add_participants(
+    call: &mut Call,
+    identifiers: Option<&Vec<Value>>,
+    cap: usize,
+) -> (usize, usize) {
+    let (mut added, mut removed) = (0, 0);
+    for id in identifiers.into_iter().flatten().filter_map(participant_id) {
+        let b = participant_bytes(id);
+        let id: Arc<str> = id.into();
+        if call
+            .participants
+            .insert(id, cap, |old| removed += participant_bytes(&old))
+        {
+            added += b;
+        }
+    }
+    call.bytes = (call.bytes + added).saturating_sub(removed);
+    (added, removed)
 }
 
 fn bad_request(violations: &[Violation]) -> DoubleResponse {
@@ -776,14 +1139,48 @@ mod tests {
     #[test]
     fn bounded_evicts_oldest_and_forgets_removed() {
         let mut b: Bounded<u32, ()> = Bounded::new(3);
+        let mut evicted = Vec::new();
         for k in 0..3 {
-            assert_eq!(b.insert(k, ()), 0);
+            assert!(b.insert(k, (), |k, ()| evicted.push(k)));
         }
+        assert!(!b.insert(0, (), |k, ()| evicted.push(k)));
         b.remove(&1);
-        assert_eq!(b.insert(3, ()), 0);
-        assert_eq!(b.insert(4, ()), 1);
-        assert!(!b.contains(&0) && b.contains(&2) && b.contains(&4));
+        assert!(b.insert(3, (), |k, ()| evicted.push(k)));
+        assert!(evicted.is_empty());
+        assert!(b.insert(4, (), |k, ()| evicted.push(k)));
+        assert_eq!(evicted, [0]);
+        assert_eq!(b.pop_oldest_except(&2), Some((3, ())));
+        assert_eq!(b.pop_oldest_except(&4), Some((2, ())));
+        assert!(!b.contains(&0) && !b.contains(&2) && b.contains(&4));
         assert_eq!(b.order.len(), b.map.len());
+    }
+
+    #[test]
+    fn participants_keep_order_bound_and_index() {
+        let mut p = Participants::new();
+        let mut evicted = Vec::new();
+        for i in 0..40 {
+            assert!(p.insert(format!("id-{i}").into(), 30, |old| evicted.push(old)));
+        }
+        assert!(!p.insert("id-39".into(), 30, |old| evicted.push(old)));
+        assert_eq!(evicted.len(), 10);
+        assert_eq!(&*evicted[0], "id-0");
+        assert!(p.index.is_some(), "indexed once large");
+        assert_eq!(p.index.as_ref().unwrap().len(), p.ids.len());
+        assert!(!p.contains("id-9") && p.contains("id-10") && p.contains("id-39"));
+        assert_eq!(p.remove("id-20").as_deref(), Some("id-20"));
+        assert!(!p.contains("id-20") && p.remove("id-20").is_none());
+        assert_eq!(p.pop_oldest().as_deref(), Some("id-10"));
+        assert!(!p.contains("id-10"));
+        assert_eq!(p.index.as_ref().unwrap().len(), p.ids.len());
+        let order: Vec<&str> = p.ids.iter().map(|s| &**s).collect();
+        assert_eq!(order.first(), Some(&"id-11"));
+        assert_eq!(order.last(), Some(&"id-39"));
+        // A small set works without an index.
+        let mut q = Participants::new();
+        assert!(q.insert("a".into(), 2, |_| {}) && q.insert("b".into(), 2, |_| {}));
+        assert!(q.insert("c".into(), 2, |_| {}));
+        assert!(q.index.is_none() && !q.contains("a") && q.contains("c"));
     }
 
     #[test]

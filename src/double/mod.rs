@@ -36,6 +36,20 @@ pub const DEFAULT_MAX_CALLS: usize = 100_000;
 /// Default bound on participants per call; inviting beyond it evicts the oldest.
 pub const DEFAULT_MAX_PARTICIPANTS: usize = 1_000;
 
+/// Default bound on the estimated bytes of all calls and participants (256 MiB, fits a
+/// laptop): beyond it the oldest calls are evicted.
+pub const DEFAULT_MAX_STATE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The smallest `max_state_bytes` accepted: room for a call with a few participants.
+pub const MIN_STATE_BYTES: usize = 4096;
+
+/// The longest `latency` or `latency_jitter` accepted: beyond it an answer would outlive
+/// any client's timeout, and an absurd value must not overflow when they are added.
+pub const MAX_LATENCY: Duration = Duration::from_secs(3600);
+
+/// Default deadline for a request's whole body once its head is read (`serve` only).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A test hook that may rewrite any response after the double produced it; the gate's
 /// and snapshot tests use it to build "broken doubles" (drop `resultInfo`, answer 200
 /// instead of 202, ...). Never set in production use of the double.
@@ -100,6 +114,15 @@ pub struct DoubleConfig {
     pub max_calls: usize,
     /// Participants per call held at most; the oldest is evicted beyond it.
     pub max_participants: usize,
+    /// Estimated bytes of all calls and participants held at most; the oldest call is
+    /// evicted beyond it.
+    pub max_state_bytes: usize,
+    /// How long a client may take to send a request's whole body once its head is
+    /// read; the connection closes after (`serve` only).
+    pub body_timeout: Duration,
+    /// Connections served at once; beyond it new connections wait in the listen queue
+    /// (`serve` only; `None`: derived from the descriptor limit, at most 1024).
+    pub max_connections: Option<usize>,
     /// Keep wiremock's request recording on ([`Double::received_requests`]); off by
     /// default because it grows without bound. Ignored by [`serve`].
     pub record_requests: bool,
@@ -122,6 +145,9 @@ impl Default for DoubleConfig {
             seed: 0,
             max_calls: DEFAULT_MAX_CALLS,
             max_participants: DEFAULT_MAX_PARTICIPANTS,
+            max_state_bytes: DEFAULT_MAX_STATE_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: None,
             record_requests: false,
             clock: None,
             tamper: None,
@@ -142,6 +168,9 @@ impl std::fmt::Debug for DoubleConfig {
             .field("seed", &self.seed)
             .field("max_calls", &self.max_calls)
             .field("max_participants", &self.max_participants)
+            .field("max_state_bytes", &self.max_state_bytes)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_connections", &self.max_connections)
             .field("record_requests", &self.record_requests)
             .field("clock", &self.clock)
             .field("tamper", &self.tamper.as_ref().map(|_| "<hook>"))
@@ -198,6 +227,21 @@ impl DoubleConfig {
     /// Sets the bound on participants per call.
     pub fn max_participants(mut self, n: usize) -> Self {
         self.max_participants = n;
+        self
+    }
+    /// Sets the bound on the estimated bytes of all calls and participants.
+    pub fn max_state_bytes(mut self, n: usize) -> Self {
+        self.max_state_bytes = n;
+        self
+    }
+    /// Sets the deadline for a request's whole body (`serve` only).
+    pub fn body_timeout(mut self, d: Duration) -> Self {
+        self.body_timeout = d;
+        self
+    }
+    /// Sets the bound on connections served at once (`serve` only).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n);
         self
     }
     /// Turns wiremock's request recording on (tests that inspect requests only).

@@ -2,35 +2,141 @@
 //!
 //! Unlike wiremock, this transport keeps nothing per request (a body is read with a
 //! limit, handled, dropped), so a load run of millions of requests keeps a flat memory.
+//! It is also meant to run for hours next to an app, so no client can starve it: the
+//! head is authenticated before a byte of the body is read, the body must arrive
+//! within a deadline, connections are bounded, and running out of descriptors slows
+//! accepting down instead of flooding the log.
 
-use super::{DEFAULT_MAX_CALLS, DoubleConfig, DoubleError, DoubleRequest, DoubleResponse, Handler};
+use super::{
+    DEFAULT_MAX_CALLS, DEFAULT_MAX_PARTICIPANTS, DEFAULT_MAX_STATE_BYTES, DoubleConfig,
+    DoubleError, DoubleRequest, DoubleResponse, Handler, MAX_LATENCY,
+};
 use crate::auth::{AccessKey, ConnectionString};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use sha2::Digest as _;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{oneshot, watch};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 
-/// Largest body the transport reads (16 MiB). The handler answers 413 above 1 MiB after
-/// authentication; beyond this the transport stops reading and the handler answers from
-/// the headers alone (401, 404, 405 or 413), so memory stays bounded.
-pub const TRANSPORT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Largest body the transport reads: the contract's 1 MiB. A body declared or found
+/// larger is not read further; the handler answers from the headers alone (401, 404,
+/// 405 or 413) and the connection closes, so memory stays bounded per connection.
+pub const TRANSPORT_BODY_LIMIT: usize = crate::contract::MAX_BODY_BYTES;
 
-/// How long a client may take to send its request head before the connection closes.
+/// Connections served at once when the descriptor limit leaves room for them.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// Descriptors kept free besides connections: listener, runtime, stdio, log files.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// How long a client may take to send its request head before the connection closes
+/// (also how long an idle keep-alive connection is kept).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// At most one line per this interval about the connection limit or failed accepts.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Pause after a failed accept (e.g. out of descriptors), so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The connection bound when none is configured: 1024, or fewer when the soft
+/// descriptor limit (`ulimit -n`) would run out first.
+pub fn default_max_connections() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<u64>().ok())
+        });
+    match soft {
+        Some(soft) => {
+            let room = soft.saturating_sub(RESERVED_DESCRIPTORS).max(16);
+            usize::try_from(room)
+                .unwrap_or(usize::MAX)
+                .min(DEFAULT_MAX_CONNECTIONS)
+        }
+        None => DEFAULT_MAX_CONNECTIONS,
+    }
+}
+
+/// Lets one log line through per interval and counts the ones held back.
+struct Throttle {
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl Throttle {
+    fn new() -> Self {
+        Throttle {
+            last: None,
+            held: 0,
+        }
+    }
+
+    /// `Some(held back since the last line)` when a line may be written now.
+    fn ready(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < LOG_INTERVAL)
+        {
+            self.held += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held))
+    }
+}
+
+fn held_note(held: u64, what: &str) -> String {
+    if held == 0 {
+        String::new()
+    } else {
+        format!(" ({held} more {what} since the last line)")
+    }
+}
+
+/// A connection's slot: its permit, and its share of the open-connection count.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    open: Arc<watch::Sender<usize>>,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, open: Arc<watch::Sender<usize>>) -> Self {
+        open.send_modify(|n| *n += 1);
+        Slot {
+            _permit: permit,
+            open,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
 
 /// The double bound to its socket but not yet serving: read the address, then [`run`](Server::run).
 pub struct Server {
@@ -38,6 +144,9 @@ pub struct Server {
     addr: SocketAddr,
     handler: Arc<Handler>,
     key: AccessKey,
+    body_timeout: Duration,
+    max_connections: usize,
+    open: Arc<watch::Sender<usize>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -51,6 +160,16 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Binds 127.0.0.1:`config.port` (0: any free port). Call inside a tokio runtime.
     pub async fn bind(config: DoubleConfig) -> Result<Server, DoubleError> {
+        if config.body_timeout.is_zero() {
+            return Err(DoubleError::Config(
+                "body timeout must be more than 0".into(),
+            ));
+        }
+        if config.max_connections == Some(0) {
+            return Err(DoubleError::Config(
+                "max connections must be at least 1".into(),
+            ));
+        }
         let handler = Arc::new(Handler::new(&config)?);
         let std_listener = super::bind_loopback(config.port)?;
         let addr = std_listener.local_addr()?;
@@ -60,6 +179,11 @@ impl Server {
             addr,
             handler,
             key: config.access_key,
+            body_timeout: config.body_timeout,
+            max_connections: config
+                .max_connections
+                .unwrap_or_else(default_max_connections),
+            open: Arc::new(watch::channel(0).0),
         })
     }
 
@@ -83,30 +207,83 @@ impl Server {
         self.handler.clone()
     }
 
+    /// The bound on connections served at once.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// The number of connections open now, updated as they open and close.
+    pub fn open_connections(&self) -> watch::Receiver<usize> {
+        self.open.subscribe()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
     /// finish (up to 5 s) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), DoubleError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = JoinSet::new();
+        let permits = Arc::new(Semaphore::new(self.max_connections));
+        let mut limit_log = Throttle::new();
+        let mut accept_log = Throttle::new();
         tokio::pin!(shutdown);
         loop {
+            // Reap finished connections so the set does not grow with their number.
+            while connections.try_join_next().is_some() {}
+            let permit = match permits.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    // Further clients wait in the kernel's listen queue: nothing is
+                    // accepted that could not be served, and no descriptor is spent.
+                    if let Some(held) = limit_log.ready() {
+                        tracing::warn!(
+                            "connection limit reached: {} connections open (--max-connections); \
+                             new connections wait until one closes{}",
+                            self.max_connections,
+                            held_note(held, "times")
+                        );
+                    }
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        permit = permits.clone().acquire_owned() => match permit {
+                            Ok(permit) => permit,
+                            Err(_) => break,
+                        },
+                    }
+                }
+            };
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         // Latency matters more than packet count for small answers.
                         let _ = stream.set_nodelay(true);
-                        connections.spawn(connection(stream, self.handler.clone(), stop_rx.clone()));
+                        let slot = Slot::new(permit, self.open.clone());
+                        connections.spawn(connection(
+                            stream,
+                            self.handler.clone(),
+                            self.body_timeout,
+                            stop_rx.clone(),
+                            slot,
+                        ));
                     }
                     Err(e) => {
-                        // E.g. out of file descriptors: back off instead of spinning.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // E.g. out of descriptors (EMFILE): the pending connection stays
+                        // queued; back off instead of spinning, and say so once a while.
+                        if let Some(held) = accept_log.ready() {
+                            tracing::warn!(
+                                "accept failed: {e}; retrying every {}ms{}",
+                                ACCEPT_BACKOFF.as_millis(),
+                                held_note(held, "failures")
+                            );
+                        }
+                        drop(permit);
+                        tokio::select! {
+                            () = &mut shutdown => break,
+                            () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                        }
                     }
                 },
             }
-            // Reap finished connections so the set does not grow with their number.
-            while connections.try_join_next().is_some() {}
         }
         drop(self.listener);
         let _ = stop_tx.send(true);
@@ -126,6 +303,7 @@ impl Server {
         let uri = self.uri();
         let connection_string = self.connection_string();
         let handler = self.handler();
+        let open = self.open_connections();
         let task = tokio::spawn(self.run(async {
             let _ = rx.await;
         }));
@@ -133,6 +311,7 @@ impl Server {
             uri,
             connection_string,
             handler,
+            open,
             stop: Some(tx),
             task: Some(task),
         }
@@ -144,6 +323,7 @@ pub struct RunningServer {
     uri: String,
     connection_string: ConnectionString,
     handler: Arc<Handler>,
+    open: watch::Receiver<usize>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), DoubleError>>>,
 }
@@ -170,6 +350,12 @@ impl RunningServer {
     /// The handler, for counters and state inspection.
     pub fn handler(&self) -> &Handler {
         &self.handler
+    }
+
+    /// The number of connections open now, updated as they open and close (tests wait
+    /// on it instead of sleeping).
+    pub fn open_connections(&self) -> watch::Receiver<usize> {
+        self.open.clone()
     }
 
     /// Stops the server and waits until it has.
@@ -205,14 +391,16 @@ pub async fn serve(
 async fn connection(
     stream: tokio::net::TcpStream,
     handler: Arc<Handler>,
+    body_timeout: Duration,
     mut stop: watch::Receiver<bool>,
+    slot: Slot,
 ) {
-    let service = service_fn(move |req| respond(handler.clone(), req));
+    let service = service_fn(move |req| respond(handler.clone(), body_timeout, req));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(ErrorBodies::new(stream)), service);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
@@ -221,10 +409,61 @@ async fn connection(
             let _ = conn.as_mut().await;
         }
     }
+    drop(slot);
+}
+
+/// Why a body was not read whole.
+enum BodyError {
+    /// More than the limit arrived.
+    TooLarge,
+    /// The client broke off or garbled the framing.
+    Broken,
+}
+
+/// Reads a body of at most `limit` bytes, hashing it on the way; returns it and
+/// whether its base64 SHA-256 is `declared`.
+async fn read_body(
+    mut body: Incoming,
+    limit: usize,
+    declared: Option<&str>,
+) -> Result<(Bytes, bool), BodyError> {
+    let hint = hyper::body::Body::size_hint(&body).lower();
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = BytesMut::new();
+    let mut single: Option<Bytes> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| BodyError::Broken)?.into_data() else {
+            continue; // trailers: not part of the hash
+        };
+        if buf.len() + single.as_ref().map_or(0, Bytes::len) + data.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        hasher.update(&data);
+        // The usual body is one frame: keep it as is rather than copy it.
+        match single.take() {
+            None if buf.is_empty() => single = Some(data),
+            first => {
+                if buf.is_empty() {
+                    buf.reserve(usize::try_from(hint).unwrap_or(limit).min(limit));
+                }
+                if let Some(first) = first {
+                    buf.extend_from_slice(&first);
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    let bytes = single.unwrap_or_else(|| buf.freeze());
+    let hash = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        hasher.finalize(),
+    );
+    Ok((bytes, declared == Some(hash.as_str())))
 }
 
 async fn respond(
     handler: Arc<Handler>,
+    body_timeout: Duration,
     req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
@@ -241,32 +480,69 @@ async fn respond(
     // A declared length beyond the limit is refused before reading a byte of it; the
     // handler still checks authentication and routing first (on the headers alone).
     if hyper::body::Body::size_hint(&body).lower() > TRANSPORT_BODY_LIMIT as u64 {
-        return Ok(to_hyper(
-            handler.handle_unread_body(&req, TRANSPORT_BODY_LIMIT),
-        ));
+        let resp = handler.handle_unread_body(&req, TRANSPORT_BODY_LIMIT);
+        return Ok(closing(to_hyper(resp)));
     }
-    req.body = match Limited::new(body, TRANSPORT_BODY_LIMIT).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Ok(to_hyper(
-                handler.handle_unread_body(&req, TRANSPORT_BODY_LIMIT),
-            ));
-        }
+    // The head says whether the body is worth reading: no Host, no valid signature
+    // over the declared hash, no read. The client learns nothing more, at no cost.
+    if let Some(resp) = handler.check_head(&req) {
+        let unread = !hyper::body::Body::is_end_stream(&body);
+        let resp = to_hyper(delayed(resp).await);
+        return Ok(if unread { closing(resp) } else { resp });
+    }
+    let declared = req.header_str("x-ms-content-sha256").map(str::to_string);
+    let mut reading = std::pin::pin!(read_body(body, TRANSPORT_BODY_LIMIT, declared.as_deref()));
+    // A small body has usually arrived with the head: a first poll reads it without
+    // arming a timer, which would cost every request a trip through the timer wheel.
+    let first = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
+    let read = match first {
+        Poll::Ready(read) => Ok(read),
+        Poll::Pending => tokio::time::timeout(body_timeout, reading).await,
+    };
+    let resp = match read {
         Err(_) => {
+            let message = format!(
+                "the request body did not arrive within {:?} (--body-timeout); the connection is closed",
+                body_timeout
+            );
+            return Ok(closing(to_hyper(DoubleResponse::error(
+                408,
+                "RequestTimeout",
+                &message,
+            ))));
+        }
+        Ok(Err(BodyError::TooLarge)) => {
+            let resp = handler.handle_unread_body(&req, TRANSPORT_BODY_LIMIT);
+            return Ok(closing(to_hyper(resp)));
+        }
+        Ok(Err(BodyError::Broken)) => {
             // The client broke off or garbled the framing: nothing to authenticate.
-            return Ok(to_hyper(DoubleResponse::error(
+            return Ok(closing(to_hyper(DoubleResponse::error(
                 400,
                 "BadRequest",
                 "the request body could not be read",
-            )));
+            ))));
+        }
+        Ok(Ok((body, hash_matches))) => {
+            req.body = body;
+            if hash_matches {
+                handler.handle_verified(&req)
+            } else {
+                // Verified in full, which answers 401 naming the hash mismatch.
+                handler.handle(&req)
+            }
         }
     };
-    let resp = handler.handle(&req);
     drop(req);
+    Ok(to_hyper(delayed(resp).await))
+}
+
+/// Waits out the response's injected latency.
+async fn delayed(resp: DoubleResponse) -> DoubleResponse {
     if !resp.delay.is_zero() {
         tokio::time::sleep(resp.delay).await;
     }
-    Ok(to_hyper(resp))
+    resp
 }
 
 fn to_hyper(resp: DoubleResponse) -> hyper::Response<Full<Bytes>> {
@@ -283,6 +559,154 @@ fn to_hyper(resp: DoubleResponse) -> hyper::Response<Full<Bytes>> {
         }
     }
     out
+}
+
+/// Marks an answer given before the body was read whole: the connection closes after
+/// it, since what remains of the body cannot be told from a next request.
+fn closing(mut resp: hyper::Response<Full<Bytes>>) -> hyper::Response<Full<Bytes>> {
+    resp.headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// The connection's stream, with the contract's error body added to the answers hyper
+/// writes on its own for a request it cannot parse (400 malformed, 414 URI too long,
+/// 431 head too large): those come as a bare head `content-length: 0` and `date`,
+/// before the connection closes. Everything else passes through untouched.
+struct ErrorBodies<S> {
+    inner: S,
+    pending: Vec<u8>,
+    written: usize,
+}
+
+impl<S> ErrorBodies<S> {
+    fn new(inner: S) -> Self {
+        ErrorBodies {
+            inner,
+            pending: Vec::new(),
+            written: 0,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> ErrorBodies<S> {
+    /// Writes what is left of a rewritten answer.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while self.written < self.pending.len() {
+            let n =
+                ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        self.pending = Vec::new();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ErrorBodies<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ErrorBodies<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        if let Some(answer) = with_error_body(buf) {
+            this.pending = answer;
+            // Taken whole; what the socket does not take now goes out on flush.
+            if let Poll::Ready(Err(e)) = this.poll_pending(cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+
+    // Unvectored, so hyper hands over each answer's head in one buffer.
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+/// The answer hyper wrote itself (`head`, a whole bodiless 400, 414 or 431 head), with
+/// the contract's JSON error body; `None` for anything else.
+fn with_error_body(head: &[u8]) -> Option<Vec<u8>> {
+    let (code, message) = match head.get(..13)? {
+        b"HTTP/1.1 400 " => (
+            "BadRequest",
+            "the request is not valid HTTP/1.1 (malformed request line, header or framing); \
+             it was not authenticated or routed",
+        ),
+        b"HTTP/1.1 414 " => (
+            "UriTooLong",
+            "the request target (path and query) is longer than this server accepts; \
+             it was not authenticated or routed",
+        ),
+        b"HTTP/1.1 431 " => (
+            "RequestHeaderFieldsTooLarge",
+            "the request head is too large (too many or too long header fields); \
+             it was not authenticated or routed",
+        ),
+        _ => return None,
+    };
+    let text = std::str::from_utf8(head).ok()?.strip_suffix("\r\n\r\n")?;
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next()?;
+    let mut kept = Vec::new();
+    let mut empty = false;
+    for line in lines {
+        let lower = line.to_ascii_lowercase();
+        if lower == "content-length: 0" {
+            empty = true;
+        } else if lower.starts_with("date: ") {
+            kept.push(line);
+        } else if lower == "connection: close" {
+            // Hyper closes after its own answers; ours says so too, below.
+        } else {
+            // Another header: an answer of the handler's, not hyper's own.
+            return None;
+        }
+    }
+    if !empty {
+        return None;
+    }
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    let mut out = format!(
+        "{status_line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for line in kept {
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out.push_str(&body);
+    Some(out.into_bytes())
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -323,18 +747,89 @@ pub struct ServeArgs {
     /// Share (0..1) of otherwise-good requests answered 500 with the error body.
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     pub fail_rate: f64,
-    /// Latency added to every answer, e.g. `20ms`.
-    #[arg(long, default_value = "0", value_parser = crate::duration::parse)]
+    /// Latency added to every answer, e.g. `20ms` (at most 1h).
+    #[arg(long, default_value = "0", value_parser = parse_latency)]
     pub latency: Duration,
-    /// Up to this much extra latency per answer, drawn uniformly, e.g. `10ms`.
-    #[arg(long, default_value = "0", value_parser = crate::duration::parse)]
+    /// Up to this much extra latency per answer, drawn uniformly, e.g. `10ms` (at most 1h).
+    #[arg(long, default_value = "0", value_parser = parse_latency)]
     pub latency_jitter: Duration,
     /// Seed of the fault and jitter draws (the same seed fails the same requests).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Live calls held at most; creating beyond it evicts the oldest call.
-    #[arg(long, default_value_t = DEFAULT_MAX_CALLS)]
+    #[arg(long, default_value_t = DEFAULT_MAX_CALLS, value_parser = parse_count)]
     pub max_calls: usize,
+    /// Participants (targets and invited) held per call at most; the oldest goes beyond it.
+    #[arg(long, default_value_t = DEFAULT_MAX_PARTICIPANTS, value_parser = parse_count)]
+    pub max_participants: usize,
+    /// Estimated memory of all calls and participants held at most, e.g. `256MiB`,
+    /// `64MB`, `100000`; beyond it the oldest calls are evicted (a request on one gets a
+    /// 404 saying so) [default: 256MiB].
+    #[arg(long, default_value_t = DEFAULT_MAX_STATE_BYTES, hide_default_value = true, value_parser = parse_bytes)]
+    pub max_state_bytes: usize,
+    /// How long a client may take to send a request's body once its head arrived; the
+    /// connection is closed after (408).
+    #[arg(long, default_value = "30s", value_parser = parse_body_timeout)]
+    pub body_timeout: Duration,
+    /// Connections served at once; more wait until one closes [default: 1024, or
+    /// fewer when the descriptor limit (`ulimit -n`) is lower].
+    #[arg(long, value_parser = parse_count)]
+    pub max_connections: Option<usize>,
+}
+
+/// A count option: a whole number of at least 1.
+fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?} is not a whole number of at least 1")),
+    }
+}
+
+/// A latency option: a duration of at most [`MAX_LATENCY`].
+fn parse_latency(s: &str) -> Result<Duration, String> {
+    let d = crate::duration::parse(s)?;
+    if d > MAX_LATENCY {
+        return Err(format!(
+            "{s:?} is more than the longest latency, {}s (1h)",
+            MAX_LATENCY.as_secs()
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_body_timeout(s: &str) -> Result<Duration, String> {
+    crate::duration::parse_within(s, Duration::from_secs(24 * 3600))
+}
+
+/// A byte size: a whole number with an optional unit `B`, `KB`, `MB`, `GB` (powers of
+/// 1000) or `KiB`, `MiB`, `GiB` (powers of 1024).
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let bad = || format!("{s:?} is not a size (use e.g. 256MiB, 64MB, 1048576)");
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let unit_bytes: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    let bytes = n
+        .checked_mul(unit_bytes)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if bytes < super::MIN_STATE_BYTES {
+        return Err(format!(
+            "{s:?} is less than the smallest state, {} bytes",
+            super::MIN_STATE_BYTES
+        ));
+    }
+    Ok(bytes)
 }
 
 impl ServeArgs {
@@ -347,7 +842,11 @@ impl ServeArgs {
             .latency(self.latency)
             .latency_jitter(self.latency_jitter)
             .seed(self.seed)
-            .max_calls(self.max_calls);
+            .max_calls(self.max_calls)
+            .max_participants(self.max_participants)
+            .max_state_bytes(self.max_state_bytes)
+            .body_timeout(self.body_timeout);
+        config.max_connections = self.max_connections;
         config.api_version = self.api_version.clone();
         if let Some(key) = &self.access_key {
             // The error names the option, never echoes the value (it is a secret).
@@ -403,6 +902,61 @@ pub use crate::output::shutdown_signal;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_and_latencies() {
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("64 MB"), Ok(64_000_000));
+        assert_eq!(parse_bytes("100000"), Ok(100_000));
+        for bad in [
+            "",
+            "x",
+            "12 parsecs",
+            "-5",
+            "1KB",
+            "99999999999999999999GiB",
+        ] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_latency("1h"), Ok(MAX_LATENCY));
+        assert!(parse_latency("5000000000000000h").is_err());
+        assert!(parse_latency("61m").is_err());
+        assert!(parse_body_timeout("0").is_err());
+    }
+
+    #[test]
+    fn throttle_lets_one_line_through_per_interval() {
+        let mut t = Throttle::new();
+        assert_eq!(t.ready(), Some(0));
+        assert_eq!(t.ready(), None);
+        assert_eq!(t.ready(), None);
+        t.last = t.last.and_then(|l| l.checked_sub(LOG_INTERVAL));
+        assert_eq!(t.ready(), Some(2));
+    }
+
+    #[test]
+    fn hypers_own_error_answers_get_the_error_body() {
+        let head = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: Wed, 02 Dec 2026 11:00:00 GMT\r\n\r\n";
+        let out = String::from_utf8(with_error_body(head).unwrap()).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        assert!(head.contains("date: Wed"), "{head}");
+        assert_eq!(head.matches("connection: close").count(), 1, "{head}");
+        crate::contract::validate_error_body(Some("application/json"), body.as_bytes()).unwrap();
+        // The handler's answers carry other headers (or a body) and pass untouched.
+        for other in [
+            &b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"[..],
+            b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n",
+        ] {
+            assert!(with_error_body(other).is_none());
+        }
+    }
 
     #[test]
     fn rates() {

@@ -737,7 +737,20 @@ fn shrink(
 async fn lifecycle(ctx: Ctx) {
     let check = Check::Lifecycle;
     let step = |n: usize, what: &str| format!("lifecycle step {n}: {what}");
-    let create = Req::of(&cases::canonical(Endpoint::CreateCall), "");
+    let create_case = cases::canonical(Endpoint::CreateCall);
+    // A call's participants include its targets (CONTRACT.md): the first target, a
+    // phone number, is removed by its number like any invited participant.
+    let target = create_case
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .and_then(|v| {
+            v.pointer("/targets/0/phoneNumber/value")?
+                .as_str()
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let create = Req::of(&create_case, "");
     let call = match ctx
         .probe(
             check,
@@ -811,6 +824,16 @@ async fn lifecycle(ctx: Ctx) {
                 None,
             ),
             Expect::Success(None),
+        ),
+        (
+            step(5, "remove the call's target (by its number)"),
+            bare(Endpoint::RemoveParticipant, Some(&target)),
+            Expect::Success(None),
+        ),
+        (
+            step(6, "remove the call's target again"),
+            bare(Endpoint::RemoveParticipant, Some(&target)),
+            not_found.clone(),
         ),
         (
             step(5, "remove the phone participant (by its number)"),

@@ -553,6 +553,11 @@ pub async fn remove_participant(t: &Target) -> Result<(), Failure> {
     let what = "DELETE /calls/{unknown}/participants/{participantId}";
     t.pin("remove-participant.404-unknown-call", what, &r, &[]);
 
+    // A call's targets are its participants too (CONTRACT.md, invite participants).
+    let r = del(e.path(&call, Some(TARGET_USER))).await?;
+    let what = "DELETE …/participants/{a target of the call}";
+    t.pin("remove-participant.202-target", what, &r, &[]);
+
     injected_fault(t, e).await?;
     t.hang_up_all().await;
     Ok(())

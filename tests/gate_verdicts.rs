@@ -401,10 +401,7 @@ async fn the_run_budget_cuts_a_hanging_run_and_reports_what_did_not_run() {
     assert_eq!(r.exit_code(), 2);
     let table = r.render_terminal(false);
     assert!(table.contains("--max-run-time 1.5s"), "{table}");
-    assert!(
-        table.contains("not run: "),
-        "{table}"
-    );
+    assert!(table.contains("not run: "), "{table}");
     let junit = r.to_junit();
     assert!(
         junit.contains("<error message=\"run stopped by its budget"),

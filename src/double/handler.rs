@@ -684,7 +684,7 @@ impl Handler {
         self.finish(req, endpoint, resp)
     }
 
-    /// The steps every answer goes through: HEAD strip, tamper hook, latency, counters.
+    /// The steps every answer goes through: HEAD strip, latency, tamper hook, counters.
     fn finish(
         &self,
         req: &DoubleRequest,
@@ -694,10 +694,11 @@ impl Handler {
         if req.method == "HEAD" {
             resp.body = Bytes::new();
         }
+        // Latency first, so a tamper hook can change it (tests make one endpoint hang).
+        resp.delay = self.delay();
         if let Some(tamper) = &self.tamper {
             tamper(req, &mut resp);
         }
-        resp.delay = self.delay();
         self.stats.count(endpoint, resp.status);
         tracing::debug!(
             method = %clip(&req.method),

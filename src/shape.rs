@@ -26,7 +26,7 @@
 use serde_json::{Map, Value, json};
 
 /// The contract's enum-valued response properties, by key at the top of the body,
-/// with their literals (CONTRACT.md, "the media operation body").
+/// with their literals (src/contract/CONTRACT.md, "the media operation body").
 const ENUMS: &[(&str, &[&str])] = &[("status", &["notStarted", "running", "completed", "failed"])];
 
 /// What an enum-valued property outside its enum becomes.

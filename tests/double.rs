@@ -1,5 +1,5 @@
 //! The double on its wiremock transport (and its handler directly): the contract's
-//! order of checks, every wrong request of CONTRACT.md, auth, state, options, bad input.
+//! order of checks, every wrong request of src/contract/CONTRACT.md, auth, state, options, bad input.
 
 mod common;
 
@@ -221,7 +221,7 @@ async fn sdk_vector_through_the_socket() {
     assert_eq!(r.status, 200, "{}", r.message());
 }
 
-// ---- every wrong request of CONTRACT.md's last table -------------------------------
+// ---- every wrong request of src/contract/CONTRACT.md's last table -------------------------------
 
 #[tokio::test]
 async fn wrong_bodies_get_400_naming_the_json_path() {

@@ -1062,7 +1062,7 @@ fn rename_duplicate_errors(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_item_error_may_name_the_array() {
-    // CONTRACT.md: for a rule on a whole array, naming the array satisfies it.
+    // src/contract/CONTRACT.md: for a rule on a whole array, naming the array satisfies it.
     let r = gate_with(rename_duplicate_errors(|array| {
         format!("{array}: duplicate items")
     }))

@@ -61,7 +61,7 @@ pub enum RequestBody {
 }
 
 impl Endpoint {
-    /// All six endpoints, in the order of CONTRACT.md.
+    /// All six endpoints, in the order of src/contract/CONTRACT.md.
     pub const ALL: [Endpoint; 6] = [
         Endpoint::CreateCall,
         Endpoint::Hangup,

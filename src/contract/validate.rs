@@ -1,4 +1,4 @@
-//! Request and response validators: every rule of CONTRACT.md, reported with the JSON
+//! Request and response validators: every rule of src/contract/CONTRACT.md, reported with the JSON
 //! path of the offending value so a 400 message or a gate failure says exactly what.
 
 use super::{Endpoint, MAX_BODY_BYTES, RequestBody, SuccessBody, is_json_content_type};

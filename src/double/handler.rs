@@ -100,7 +100,7 @@ impl DoubleResponse {
         }
     }
 
-    /// The error body of CONTRACT.md: `{"code": .., "message": ..}`.
+    /// The error body of src/contract/CONTRACT.md: `{"code": .., "message": ..}`.
     pub fn error(status: u16, code: &str, message: &str) -> Self {
         Self::json(status, &json!({ "code": code, "message": message }))
     }
@@ -964,7 +964,7 @@ impl Handler {
         }
     }
 
-    /// Creates a call whose participants are its targets (CONTRACT.md), evicting the
+    /// Creates a call whose participants are its targets (src/contract/CONTRACT.md), evicting the
     /// oldest calls beyond `max_calls` or `max_state_bytes`.
     fn create_call(&self, body: Option<&Value>) -> DoubleResponse {
         let id = uuid::Uuid::new_v4();

@@ -1,4 +1,4 @@
-//! The double: a stateful fake of the Call Automation service that enforces CONTRACT.md.
+//! The double: a stateful fake of the Call Automation service that enforces src/contract/CONTRACT.md.
 //!
 //! All behaviour lives in the transport-free [`Handler`]. [`Double`] mounts it on a
 //! wiremock `MockServer` for in-process tests (where requests are few: wiremock keeps a

@@ -301,7 +301,7 @@ pub fn unusable_call_id(id: &str) -> Option<String> {
 
 /// Whether an error `message` names the offending property of a defect: its JSON
 /// `path`, or, for a rule on a whole array (empty, duplicate items), the array that
-/// holds it, which CONTRACT.md accepts too. Never satisfied by the root alone.
+/// holds it, which src/contract/CONTRACT.md accepts too. Never satisfied by the root alone.
 pub fn names_offending_property(message: &str, rule: Rule, path: &str) -> bool {
     if path.is_empty() {
         return true;

@@ -1,5 +1,5 @@
 //! The contract gate: `acs-harness contract` checks a target (or the embedded double)
-//! against CONTRACT.md and fails a CI step, with a replayable case, when it deviates.
+//! against src/contract/CONTRACT.md and fails a CI step, with a replayable case, when it deviates.
 //!
 //! Exit codes: 0 every check passed; 1 any violation (also when interrupted after
 //! finding one); 2 the gate could not run (bad options, target unreachable, key

@@ -738,7 +738,7 @@ async fn lifecycle(ctx: Ctx) {
     let check = Check::Lifecycle;
     let step = |n: usize, what: &str| format!("lifecycle step {n}: {what}");
     let create_case = cases::canonical(Endpoint::CreateCall);
-    // A call's participants include its targets (CONTRACT.md): the first target, a
+    // A call's participants include its targets (src/contract/CONTRACT.md): the first target, a
     // phone number, is removed by its number like any invited participant.
     let target = create_case
         .body
@@ -1022,7 +1022,7 @@ async fn invalid_case(ctx: Ctx, pool: Vec<String>, endpoint: Endpoint, i: usize,
             )
             .await;
     }
-    // The validator's JSON path must appear in the message (CONTRACT.md: "the error
+    // The validator's JSON path must appear in the message (src/contract/CONTRACT.md: "the error
     // message names the offending property by its JSON path"; for a rule on a whole
     // array, naming the array is enough).
     let verdict = match ctx.send(&req).await {

@@ -91,7 +91,7 @@ fn header(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The participant id an invitation creates, as CONTRACT.md defines it.
+/// The participant id an invitation creates, as src/contract/CONTRACT.md defines it.
 fn participant_id(identifier: &serde_json::Value) -> Option<String> {
     let s = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_string);
     s(identifier.get("rawId"))

@@ -252,7 +252,7 @@ pub fn raw_signed(client: &Client, method: &str, pq: &str, body: &[u8]) -> Vec<u
     r
 }
 
-/// The whole lifecycle of CONTRACT.md against a double, each answer checked by the
+/// The whole lifecycle of src/contract/CONTRACT.md against a double, each answer checked by the
 /// contract's own response validator.
 pub async fn lifecycle(c: &Client) {
     let call = c.create_call().await;

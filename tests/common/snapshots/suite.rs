@@ -1,4 +1,4 @@
-//! The cases: per endpoint its success and each error family of CONTRACT.md, named
+//! The cases: per endpoint its success and each error family of src/contract/CONTRACT.md, named
 //! `<endpoint>.<status>[-<what>]`. Redactions sit beside the case they belong to.
 //!
 //! Where an endpoint has no required property (hang up, cancel media processing) there
@@ -553,7 +553,7 @@ pub async fn remove_participant(t: &Target) -> Result<(), Failure> {
     let what = "DELETE /calls/{unknown}/participants/{participantId}";
     t.pin("remove-participant.404-unknown-call", what, &r, &[]);
 
-    // A call's targets are its participants too (CONTRACT.md, invite participants).
+    // A call's targets are its participants too (src/contract/CONTRACT.md, invite participants).
     let r = del(e.path(&call, Some(TARGET_USER))).await?;
     let what = "DELETE …/participants/{a target of the call}";
     t.pin("remove-participant.202-target", what, &r, &[]);

@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+#[path = "common/process.rs"]
+mod process;
+use process::text;
+
 const BIN: &str = env!("CARGO_BIN_EXE_acs-harness");
 
 async fn contract(args: &[&str], env: Option<&str>) -> Output {
@@ -23,15 +27,6 @@ async fn contract(args: &[&str], env: Option<&str>) -> Output {
         .await
         .expect("the gate finished in time")
         .expect("the binary ran")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Test cases of a JUnit file: (suite, case) → failure message, if any.

@@ -9,19 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
+#[path = "common/process.rs"]
+mod process;
+use process::text;
+
 const BIN: &str = env!("CARGO_BIN_EXE_acs-harness");
 
 /// Generous bound on a whole command: a hang fails the test instead of blocking CI.
 const BOUND: Duration = Duration::from_secs(120);
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Runs the binary with `args`, the connection string in ACS_CONNECTION_STRING.
 async fn run(args: &[&str], cs: Option<&str>) -> Output {

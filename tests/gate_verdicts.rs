@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+#[path = "common/process.rs"]
+mod process;
+use process::text;
+
 const BIN: &str = env!("CARGO_BIN_EXE_acs-harness");
 const SEED: u64 = 20_261_202;
 /// A valid base64 key that no target here signs with.
@@ -35,15 +39,6 @@ async fn run(mut cmd: tokio::process::Command) -> Output {
         .await
         .expect("the command finished in time")
         .expect("the binary ran")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {

@@ -6,6 +6,10 @@ use acs_harness::double::DoubleConfig;
 use acs_harness::double::serve::{RunningServer, Server};
 use std::process::{Command, Output};
 
+#[path = "common/process.rs"]
+mod process;
+use process::text;
+
 async fn double() -> RunningServer {
     Server::bind(DoubleConfig::default())
         .await
@@ -45,14 +49,6 @@ async fn load(server: &RunningServer, extra: &[&str]) -> Output {
     })
     .await
     .expect("join")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn successes(server: &RunningServer, e: Endpoint) -> u64 {

@@ -14,6 +14,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+#[path = "common/process.rs"]
+mod process;
+use process::text;
+
 /// No run here may take longer than this: the runs are 1 s long, and a run that does
 /// not end is the failure these tests look for.
 const RUN_BOUND: Duration = Duration::from_secs(60);
@@ -185,14 +189,6 @@ async fn load(host: &str, cs: &str, args: &[&str]) -> Output {
         .await
         .expect("the run ends")
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// `(successes, failures)` of a request in a goose JSON report, and every error text.

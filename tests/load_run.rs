@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/process.rs"]
+mod process;
+use process::text;
+
 const BIN: &str = env!("CARGO_BIN_EXE_acs-harness");
 
 /// Bounds every wait on a child process.
@@ -38,14 +42,6 @@ async fn run(args: Vec<String>, env: Vec<(String, String)>) -> Output {
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A fresh folder for one test's files.

@@ -8,18 +8,14 @@ use goose::metrics::GooseRequestMetricTimingData;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+#[path = "common/process.rs"]
+mod process;
+use process::text;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_acs-harness"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn temp_dir(name: &str) -> PathBuf {

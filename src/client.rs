@@ -1,8 +1,14 @@
-//! The signed HTTP client the gate and the live snapshots talk to a target with: base
-//! URL, path prefix, `api-version`, a per-request timeout, a cap on response bodies, and
-//! deliberate signing faults for the authentication checks.
+//! The signed HTTP client every part of the harness talks to a target with: base URL,
+//! path prefix, `api-version`, a per-request timeout and a cap on response bodies.
+//!
+//! A request is prepared into a [`SignedRequest`] (signed for the path and query it goes
+//! out with), may be edited after signing (the gate's deliberate faults, the tests'
+//! spoiled requests), and is sent by [`Client::execute`], which reads the answer under
+//! the cap and the deadline. The load runner shares the target parsing
+//! ([`target_url`]), the path and query building ([`base_path`], [`api_version_query`])
+//! and the `Host` value ([`host_port`]).
 
-use crate::auth::{SignedHeaders, Signer, content_hash, format_date};
+use crate::auth::{Signer, content_hash, format_date};
 use crate::redact;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -115,6 +121,271 @@ pub struct Client {
     connect_timeout: Duration,
 }
 
+/// Parses a target's base URL for use: an http(s) URL with a host, with its userinfo,
+/// query and fragment dropped (they are neither sent nor shown). The one place that
+/// strips credentials from a given target; errors show the target redacted.
+pub fn target_url(text: &str) -> Result<url::Url, ClientError> {
+    let shown = redact::url(text);
+    if let Err(e) = url::Url::parse(text.trim()) {
+        if redact::looks_like_connection_string(text) {
+            return Err(ClientError::Config(format!(
+                "got {shown}; pass the service URL here and the connection string as --connection-string (or ACS_CONNECTION_STRING)"
+            )));
+        }
+        return Err(ClientError::Config(format!("{shown} is not a URL ({e})")));
+    }
+    // `shown` is what the redactor keeps of it: scheme, host, port and path.
+    let base = url::Url::parse(&shown)
+        .map_err(|_| ClientError::Config(format!("{shown} is not a URL")))?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(ClientError::Config(format!(
+            "{shown} is not an http(s) URL"
+        )));
+    }
+    if base.host_str().is_none_or(str::is_empty) {
+        return Err(ClientError::Config(format!("{shown} has no host")));
+    }
+    Ok(base)
+}
+
+/// `host[:port]` as a client sends it in the `Host` header and signs it (the port only
+/// when it is not the scheme's default).
+pub fn host_port(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+/// The path every contract path is sent under: the base URL's own path, then the
+/// prefix (`/calling`), without a trailing slash (`""` for neither).
+pub fn base_path(base: &url::Url, prefix: &str) -> String {
+    format!(
+        "{}{}",
+        base.path().trim_end_matches('/'),
+        normalise_prefix(prefix)
+    )
+}
+
+/// The query every request carries: `""`, or `?api-version=V` with `V` encoded as a
+/// path segment is (`2021-04-15-preview1` travels as is).
+pub fn api_version_query(api_version: Option<&str>) -> String {
+    match api_version {
+        Some(v) => format!("?api-version={}", crate::contract::encode_segment(v)),
+        None => String::new(),
+    }
+}
+
+/// What a signature covers besides the body: the string-to-sign's parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Covered {
+    /// The method signed for.
+    pub method: String,
+    /// The path and query signed for.
+    pub path_and_query: String,
+    /// The host signed for.
+    pub host: String,
+    /// The `x-ms-date` signed for.
+    pub date: String,
+    /// The `x-ms-content-sha256` signed for.
+    pub content_sha256: String,
+}
+
+/// A request signed for its target, not yet sent. Its method, URL, headers and body
+/// may still change after signing: that is how deliberate faults (and tests' spoiled
+/// requests) are made; [`SignedRequest::resign`] signs again for other parts.
+/// `Debug` withholds the signature.
+#[derive(Clone)]
+pub struct SignedRequest {
+    /// The method sent.
+    pub method: String,
+    /// The URL sent to.
+    pub url: url::Url,
+    /// The headers sent, in order: `x-ms-date`, `x-ms-content-sha256`, `Authorization`,
+    /// then `Content-Type` and any extra ones.
+    pub headers: Vec<(String, String)>,
+    /// The body sent (empty: none).
+    pub body: Vec<u8>,
+    covered: Covered,
+    signer: Signer,
+}
+
+impl std::fmt::Debug for SignedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedRequest")
+            .field("method", &self.method)
+            .field("url", &redact::url(self.url.as_str()))
+            .field("covered", &self.covered)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SignedRequest {
+    /// Signs `method` to `url` with `body` at time `at`, for the path and query exactly
+    /// as the URL carries them on the wire.
+    pub fn sign(
+        signer: &Signer,
+        method: &str,
+        url: url::Url,
+        content_type: Option<&str>,
+        body: &[u8],
+        at: SystemTime,
+    ) -> SignedRequest {
+        let covered = Covered {
+            method: method.to_string(),
+            path_and_query: wire_path_and_query(&url),
+            host: host_port(&url),
+            date: format_date(at),
+            content_sha256: content_hash(body),
+        };
+        let authorization = authorization(signer, &covered);
+        let mut headers = vec![
+            ("x-ms-date".to_string(), covered.date.clone()),
+            (
+                "x-ms-content-sha256".to_string(),
+                covered.content_sha256.clone(),
+            ),
+            ("Authorization".to_string(), authorization),
+        ];
+        if let Some(ct) = content_type {
+            headers.push(("Content-Type".to_string(), ct.to_string()));
+        }
+        SignedRequest {
+            method: method.to_string(),
+            url,
+            headers,
+            body: body.to_vec(),
+            covered,
+            signer: signer.clone(),
+        }
+    }
+
+    /// What the current signature covers.
+    pub fn covered(&self) -> &Covered {
+        &self.covered
+    }
+
+    /// The path and query as sent (what a correct signature covers).
+    pub fn path_and_query(&self) -> String {
+        wire_path_and_query(&self.url)
+    }
+
+    /// The value of header `name` (any case), if set.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Replaces header `name` (any case) with `value`, or adds it.
+    pub fn set_header(&mut self, name: &str, value: &str) {
+        let mut found = false;
+        self.headers.retain_mut(|(n, v)| {
+            if !n.eq_ignore_ascii_case(name) {
+                return true;
+            }
+            if found {
+                return false;
+            }
+            found = true;
+            *v = value.to_string();
+            true
+        });
+        if !found {
+            self.headers.push((name.to_string(), value.to_string()));
+        }
+    }
+
+    /// Removes header `name` (any case).
+    pub fn remove_header(&mut self, name: &str) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+
+    /// Signs again for the parts `edit` leaves: `Authorization` is recomputed and
+    /// `x-ms-date` (when still sent) follows the signed date; nothing else changes.
+    pub fn resign(&mut self, edit: impl FnOnce(&mut Covered)) {
+        edit(&mut self.covered);
+        let authorization = authorization(&self.signer, &self.covered);
+        if self.header("x-ms-date").is_some() {
+            let date = self.covered.date.clone();
+            self.set_header("x-ms-date", &date);
+        }
+        self.set_header("Authorization", &authorization);
+    }
+
+    /// `METHOD URL` with the URL redacted: what the request is, for a log line or a
+    /// report (the gate's send lines add the options that rebuild it).
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.method, redact::url(self.url.as_str()))
+    }
+
+    /// Applies the deliberate fault `auth` to a correctly signed request (the gate's
+    /// authentication checks, `acs-harness send --auth`).
+    pub fn spoil(&mut self, auth: AuthMode) {
+        match auth {
+            AuthMode::Signed => {}
+            AuthMode::Missing => self.remove_header("Authorization"),
+            AuthMode::OtherScheme => {
+                self.set_header("Authorization", "Bearer eyJhbGciOiJub25lIn0.e30.");
+            }
+            AuthMode::BadSignature => {
+                let good = self.header("Authorization").unwrap_or_default();
+                let wrong = format!(
+                    "HMAC-SHA256 SignedHeaders={}&Signature={}",
+                    crate::auth::SIGNED_HEADERS,
+                    content_hash(good.as_bytes())
+                );
+                self.set_header("Authorization", &wrong);
+            }
+            AuthMode::BodyChangedAfterSigning => match self.body.last_mut() {
+                Some(b) => *b = if *b == b' ' { b'\n' } else { b' ' },
+                None => self.body.push(b' '),
+            },
+            AuthMode::DateOffset(s) => {
+                let signed = httpdate::parse_http_date(&self.covered.date)
+                    .unwrap_or_else(|_| SystemTime::now());
+                let shifted = if s >= 0 {
+                    signed + Duration::from_secs(s.unsigned_abs())
+                } else {
+                    signed - Duration::from_secs(s.unsigned_abs())
+                };
+                self.resign(|c| c.date = format_date(shifted));
+            }
+            AuthMode::MissingDate => self.remove_header("x-ms-date"),
+            AuthMode::MissingContentHash => self.remove_header("x-ms-content-sha256"),
+            AuthMode::OtherHost => self.resign(|c| c.host = "attacker.example".into()),
+            AuthMode::OtherPath => {
+                self.resign(|c| c.path_and_query = format!("/calls/replayed{}", c.path_and_query));
+            }
+            AuthMode::OtherMethod => self.resign(|c| {
+                c.method = if c.method == "GET" { "POST" } else { "GET" }.into();
+            }),
+        }
+    }
+}
+
+/// The `Authorization` value for `covered`.
+fn authorization(signer: &Signer, c: &Covered) -> String {
+    signer.authorization(
+        &c.method,
+        &c.path_and_query,
+        &c.host,
+        &c.date,
+        &c.content_sha256,
+    )
+}
+
+/// The path and query of `url` as they go on the wire (what a signature covers).
+pub fn wire_path_and_query(url: &url::Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    }
+}
+
 impl Client {
     /// A client for `base` (http or https), with an optional path prefix and api-version;
     /// the connect timeout is `timeout`, at most [`DEFAULT_CONNECT_TIMEOUT`].
@@ -138,25 +409,8 @@ impl Client {
         timeout: Duration,
         connect_timeout: Duration,
     ) -> Result<Client, ClientError> {
-        let shown = redact::url(base);
-        if let Err(e) = url::Url::parse(base.trim()) {
-            return Err(ClientError::Config(format!("{shown} is not a URL ({e})")));
-        }
-        // Only what the redactor keeps (scheme, host, port, path) is ever used: userinfo,
-        // query and fragment of the given URL are neither sent nor shown.
-        let base = url::Url::parse(&shown)
-            .map_err(|_| ClientError::Config(format!("{shown} is not a URL")))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(ClientError::Config(format!(
-                "{shown} is not an http(s) URL"
-            )));
-        }
-        let host = match (base.host_str(), base.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            (None, _) => return Err(ClientError::Config(format!("{shown} has no host"))),
-        };
-        let prefix = normalise_prefix(prefix);
+        let base = target_url(base)?;
+        let host = host_port(&base);
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(connect_timeout)
@@ -167,7 +421,7 @@ impl Client {
             http,
             base,
             host,
-            prefix,
+            prefix: normalise_prefix(prefix),
             api_version: api_version.map(str::to_string),
             signer,
             timeout,
@@ -180,33 +434,94 @@ impl Client {
         &self.base
     }
 
+    /// The `Host` the client sends and signs (`host[:port]`).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// The path and query a contract path (`/calls/...`, already percent-encoded) is
-    /// sent as: prefix, path, and the `api-version` query when one is set.
+    /// sent as, after the base URL's path: prefix, path, and the `api-version` query.
     pub fn path_and_query(&self, path: &str) -> String {
-        match &self.api_version {
-            Some(v) => format!(
-                "{}{path}?api-version={}",
-                self.prefix,
-                crate::contract::encode_segment(v)
-            ),
-            None => format!("{}{path}", self.prefix),
-        }
+        format!(
+            "{}{path}{}",
+            self.prefix,
+            api_version_query(self.api_version.as_deref())
+        )
     }
 
     /// The full URL for a contract path.
     pub fn url(&self, path: &str) -> String {
         let origin = self.base.origin().ascii_serialization();
-        let base_path = self.base.path().trim_end_matches('/');
-        format!("{origin}{base_path}{}", self.path_and_query(path))
+        format!(
+            "{origin}{}{path}{}",
+            base_path(&self.base, &self.prefix),
+            api_version_query(self.api_version.as_deref())
+        )
     }
 
-    /// The signed headers for a request, as [`AuthMode::Signed`] would send them.
-    pub fn sign(&self, method: &str, path_and_query: &str, body: &[u8]) -> SignedHeaders {
-        self.signer
-            .sign(method, path_and_query, &self.host, body, SystemTime::now())
+    /// Signs `method` to the contract path `path` (prefix and api-version added) with
+    /// an optional content type and body, now.
+    pub fn prepare(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<SignedRequest, ClientError> {
+        self.prepare_url(
+            method,
+            &self.url(path),
+            content_type,
+            body,
+            SystemTime::now(),
+        )
     }
 
-    /// Sends `method path` with an optional body and content type, authenticated per `auth`.
+    /// Signs `method` to `path_and_query` exactly as given (no prefix, no api-version
+    /// added; after the base URL's path), at time `at`: for requests the contract
+    /// paths cannot express.
+    pub fn prepare_exact(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        at: SystemTime,
+    ) -> Result<SignedRequest, ClientError> {
+        let origin = self.base.origin().ascii_serialization();
+        let base = self.base.path().trim_end_matches('/');
+        let url = format!("{origin}{base}{path_and_query}");
+        self.prepare_url(method, &url, content_type, body, at)
+    }
+
+    fn prepare_url(
+        &self,
+        method: &str,
+        url: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        at: SystemTime,
+    ) -> Result<SignedRequest, ClientError> {
+        if url.len() > MAX_URL_BYTES {
+            return Err(ClientError::Unsendable(format!(
+                "the URL would be {} bytes, more than {MAX_URL_BYTES}",
+                url.len()
+            )));
+        }
+        let parsed = url::Url::parse(url)
+            .map_err(|e| ClientError::Unsendable(format!("{}: {e}", redact::clip(url, 200))))?;
+        Ok(SignedRequest::sign(
+            &self.signer,
+            method,
+            parsed,
+            content_type,
+            body,
+            at,
+        ))
+    }
+
+    /// Sends `method path` with an optional body and content type, authenticated per
+    /// `auth`: [`Client::prepare`], the fault `auth` names, [`Client::execute`].
     pub async fn send(
         &self,
         method: &str,
@@ -215,103 +530,34 @@ impl Client {
         body: Option<&[u8]>,
         auth: AuthMode,
     ) -> Result<Reply, ClientError> {
-        self.send_with_headers(method, path, content_type, &[], body, auth)
-            .await
+        let mut req = self.prepare(method, path, content_type, body.unwrap_or_default())?;
+        req.spoil(auth);
+        self.execute(req).await
     }
 
-    /// [`Client::send`] with extra request headers (`acs-harness send --header`); they
-    /// go out as given, after the signing headers.
-    pub async fn send_with_headers(
-        &self,
-        method: &str,
-        path: &str,
-        content_type: Option<&str>,
-        headers: &[(String, String)],
-        body: Option<&[u8]>,
-        auth: AuthMode,
-    ) -> Result<Reply, ClientError> {
-        let url = self.url(path);
-        if url.len() > MAX_URL_BYTES {
-            return Err(ClientError::Unsendable(format!(
-                "the URL would be {} bytes, more than {MAX_URL_BYTES}",
-                url.len()
-            )));
+    /// Sends a prepared request as it is and reads the answer: the body up to
+    /// [`MAX_RESPONSE_BYTES`], all of it within the client's timeout.
+    pub async fn execute(&self, req: SignedRequest) -> Result<Reply, ClientError> {
+        let method = reqwest::Method::from_bytes(req.method.as_bytes())
+            .map_err(|_| ClientError::Config(format!("{:?} is not an HTTP method", req.method)))?;
+        let mut builder = self.http.request(method, req.url);
+        for (name, value) in &req.headers {
+            builder = builder.header(name.as_str(), value.as_str());
         }
-        let parsed = url::Url::parse(&url)
-            .map_err(|e| ClientError::Unsendable(format!("{}: {e}", redact::clip(&url, 200))))?;
-        // The signature covers the path and query exactly as they go on the wire.
-        let signed_path = match parsed.query() {
-            Some(q) => format!("{}?{q}", parsed.path()),
-            None => parsed.path().to_string(),
-        };
-        let method_v = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|_| ClientError::Config(format!("{method:?} is not an HTTP method")))?;
-        let body = body.unwrap_or_default();
-        let now = SystemTime::now();
-        let date_time = match auth {
-            AuthMode::DateOffset(s) if s >= 0 => now + Duration::from_secs(s.unsigned_abs()),
-            AuthMode::DateOffset(s) => now - Duration::from_secs(s.unsigned_abs()),
-            _ => now,
-        };
-        let date = format_date(date_time);
-        let hash = content_hash(body);
-        let signed_host = match auth {
-            AuthMode::OtherHost => "attacker.example",
-            _ => self.host.as_str(),
-        };
-        let (signed_method, signed_path) = match auth {
-            AuthMode::OtherPath => (method, format!("/calls/replayed{signed_path}")),
-            AuthMode::OtherMethod => (if method == "GET" { "POST" } else { "GET" }, signed_path),
-            _ => (method, signed_path),
-        };
-        let authorization =
-            self.signer
-                .authorization(signed_method, &signed_path, signed_host, &date, &hash);
-        let mut sent_body = body.to_vec();
-        let authorization = match auth {
-            AuthMode::Signed
-            | AuthMode::DateOffset(_)
-            | AuthMode::MissingDate
-            | AuthMode::MissingContentHash
-            | AuthMode::OtherHost
-            | AuthMode::OtherPath
-            | AuthMode::OtherMethod => Some(authorization),
-            AuthMode::Missing => None,
-            AuthMode::OtherScheme => Some("Bearer eyJhbGciOiJub25lIn0.e30.".to_string()),
-            AuthMode::BadSignature => Some(format!(
-                "HMAC-SHA256 SignedHeaders={}&Signature={}",
-                crate::auth::SIGNED_HEADERS,
-                content_hash(authorization.as_bytes())
-            )),
-            AuthMode::BodyChangedAfterSigning => {
-                match sent_body.last_mut() {
-                    Some(b) => *b = if *b == b' ' { b'\n' } else { b' ' },
-                    None => sent_body.push(b' '),
-                }
-                Some(authorization)
-            }
-        };
-        let mut req = self.http.request(method_v, parsed);
-        if auth != AuthMode::MissingDate {
-            req = req.header("x-ms-date", date);
-        }
-        if auth != AuthMode::MissingContentHash {
-            req = req.header("x-ms-content-sha256", hash);
-        }
-        if let Some(a) = authorization {
-            req = req.header("Authorization", a);
-        }
-        if let Some(ct) = content_type {
-            req = req.header("Content-Type", ct);
-        }
-        for (name, value) in headers {
-            req = req.header(name.as_str(), value.as_str());
-        }
-        if !sent_body.is_empty() {
-            req = req.body(sent_body);
+        if !req.body.is_empty() {
+            builder = builder.body(req.body);
         }
         let started = Instant::now();
-        let mut resp = req.send().await.map_err(|e| self.classify(&e))?;
+        let resp = builder.send().await.map_err(|e| self.classify(&e))?;
+        self.read(resp, started).await
+    }
+
+    /// Reads an answer under the cap; the one reading function of the client.
+    async fn read(
+        &self,
+        mut resp: reqwest::Response,
+        started: Instant,
+    ) -> Result<Reply, ClientError> {
         let header = |name: reqwest::header::HeaderName| {
             resp.headers()
                 .get(name)
@@ -486,6 +732,101 @@ mod tests {
             Duration::from_secs(1),
         );
         assert!(!e.unwrap_err().to_string().contains("hunter2"));
+    }
+
+    /// Whether `req`, as it would go out, passes the double's verification.
+    fn verifies(req: &SignedRequest, signer: &Signer) -> Result<(), crate::auth::AuthError> {
+        let pq = req.path_and_query();
+        let host = host_port(&req.url);
+        signer.verify(
+            &crate::auth::RequestParts {
+                method: &req.method,
+                path_and_query: &pq,
+                host: Some(&host),
+                authorization: req.header("authorization"),
+                date: req.header("x-ms-date"),
+                content_sha256: req.header("x-ms-content-sha256"),
+                body: &req.body,
+            },
+            SystemTime::now(),
+        )
+    }
+
+    #[test]
+    fn a_prepared_request_is_signed_for_what_it_sends_and_each_fault_breaks_it() {
+        use crate::auth::AuthError;
+        let c = client(
+            "http://127.0.0.1:9/base/",
+            "/calling",
+            Some("2021-04-15-preview1"),
+        );
+        let req = c
+            .prepare("POST", "/calls", Some("application/json"), b"{}")
+            .unwrap();
+        assert_eq!(
+            req.url.as_str(),
+            "http://127.0.0.1:9/base/calling/calls?api-version=2021-04-15-preview1"
+        );
+        assert_eq!(req.header("content-type"), Some("application/json"));
+        assert_eq!(verifies(&req, &c.signer), Ok(()));
+        assert_eq!(req.describe(), "POST http://127.0.0.1:9/base/calling/calls");
+        assert!(!format!("{req:?}").contains("Signature="));
+        let faults = [
+            (AuthMode::Missing, AuthError::MissingAuthorization),
+            (AuthMode::OtherScheme, AuthError::WrongScheme),
+            (AuthMode::BadSignature, AuthError::BadSignature),
+            (
+                AuthMode::BodyChangedAfterSigning,
+                AuthError::ContentHashMismatch,
+            ),
+            (AuthMode::DateOffset(-1200), AuthError::Stale),
+            (AuthMode::MissingDate, AuthError::MissingDate),
+            (AuthMode::MissingContentHash, AuthError::MissingContentHash),
+            (AuthMode::OtherHost, AuthError::BadSignature),
+            (AuthMode::OtherPath, AuthError::BadSignature),
+            (AuthMode::OtherMethod, AuthError::BadSignature),
+        ];
+        for (mode, error) in faults {
+            let mut spoiled = req.clone();
+            spoiled.spoil(mode);
+            assert_eq!(verifies(&spoiled, &c.signer), Err(error), "{mode:?}");
+        }
+        // A fault that signs other parts is consistent with them: signing the request
+        // again for what it sends makes it valid.
+        let mut other_host = req.clone();
+        other_host.spoil(AuthMode::OtherHost);
+        assert_eq!(other_host.covered().host, "attacker.example");
+        other_host.resign(|c| c.host = "127.0.0.1:9".into());
+        assert_eq!(verifies(&other_host, &c.signer), Ok(()));
+        let mut shifted = req.clone();
+        shifted.spoil(AuthMode::DateOffset(60));
+        assert_eq!(
+            shifted.header("x-ms-date"),
+            Some(shifted.covered().date.as_str())
+        );
+        assert_eq!(verifies(&shifted, &c.signer), Ok(()));
+    }
+
+    #[test]
+    fn headers_are_set_once_whatever_their_case() {
+        let c = client("http://127.0.0.1:9", "", None);
+        let mut req = c
+            .prepare_exact("GET", "/calls?x=1", None, b"", SystemTime::now())
+            .unwrap();
+        assert_eq!(req.path_and_query(), "/calls?x=1");
+        req.headers.push(("X-Extra".into(), "1".into()));
+        req.headers.push(("x-extra".into(), "2".into()));
+        req.set_header("X-EXTRA", "3");
+        let extra: Vec<_> = req
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("x-extra"))
+            .collect();
+        assert_eq!(extra, [&("X-Extra".to_string(), "3".to_string())]);
+        req.remove_header("x-EXTRA");
+        assert_eq!(req.header("x-extra"), None);
+        assert_eq!(api_version_query(Some("a b")), "?api-version=a%20b");
+        assert_eq!(api_version_query(None), "");
     }
 
     #[tokio::test]

@@ -60,6 +60,16 @@ pub enum RequestBody {
     Ignored,
 }
 
+/// Parses a command-line name (see [`Endpoint::name`]); the error lists the names.
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Endpoint, String> {
+        Endpoint::from_name(s.trim())
+            .ok_or_else(|| format!("unknown endpoint {s:?} (one of {})", Endpoint::names()))
+    }
+}
+
 impl Endpoint {
     /// All six endpoints, in the order of src/contract/CONTRACT.md.
     pub const ALL: [Endpoint; 6] = [

@@ -58,6 +58,20 @@ pub struct Target {
 }
 
 impl Target {
+    /// The target of a run against `url` (its path first, then `prefix`), with the
+    /// `api-version` query when given: built as the gate's client builds them.
+    pub fn new(url: &url::Url, prefix: &str, api_version: Option<&str>, signer: Signer) -> Target {
+        let host_header = crate::client::host_port(url);
+        Target {
+            origin: format!("{}://{host_header}", url.scheme()),
+            prefix: crate::client::base_path(url, prefix),
+            query: crate::client::api_version_query(api_version),
+            host_header,
+            signer,
+            parsed_origin: Default::default(),
+        }
+    }
+
     /// The URL of a request to `path` (percent-encoded, with the prefix) and the path and
     /// query it is signed for, read back from that URL so both always agree.
     fn request_url(&self, path: &str) -> Result<(url::Url, String), String> {
@@ -70,10 +84,7 @@ impl Target {
         };
         url.set_path(path);
         url.set_query(self.query.strip_prefix('?'));
-        let path_and_query = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
-        };
+        let path_and_query = crate::client::wire_path_and_query(&url);
         Ok((url, path_and_query))
     }
 }
@@ -852,6 +863,31 @@ mod tests {
         assert_eq!(
             (url.as_str(), signed.as_str()),
             ("http://127.0.0.1:8080/calls", "/calls")
+        );
+    }
+
+    #[test]
+    fn api_version_travels_with_its_hyphens_unencoded() {
+        let key = crate::auth::AccessKey::from_base64("a2V5").unwrap();
+        let url = url::Url::parse("http://127.0.0.1:8080/base/").unwrap();
+        let target = Target::new(
+            &url,
+            "calling/",
+            Some("2021-04-15-preview1"),
+            Signer::new(&key),
+        );
+        assert_eq!(target.origin, "http://127.0.0.1:8080");
+        assert_eq!(target.host_header, "127.0.0.1:8080");
+        let (url, signed) = target
+            .request_url(&format!("{}/calls", target.prefix))
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:8080/base/calling/calls?api-version=2021-04-15-preview1"
+        );
+        assert_eq!(
+            signed,
+            "/base/calling/calls?api-version=2021-04-15-preview1"
         );
     }
 

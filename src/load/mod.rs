@@ -19,7 +19,7 @@ pub mod shard;
 pub mod threshold;
 
 use crate::auth::{ConnectionString, Signer};
-use crate::client::{AuthMode, Client, ClientError};
+use crate::client::{AuthMode, Client, ClientError, host_port};
 use crate::contract::{Endpoint, RequestBody};
 use crate::output;
 use bodies::{Bodies, RawBody};
@@ -49,114 +49,58 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the end of a run may take to hang up the calls it left open.
 const CALLS_GRACE: Duration = Duration::from_secs(5);
 
-/// Options of `acs-harness load`.
-#[derive(Clone, Default, clap::Args)]
-#[command(after_help = "\
-Without --host the load goes to the embedded double, always (a connection string in
-ACS_CONNECTION_STRING is then not used); the first line printed names the target.
-
-Exit code: 0 every threshold held, 1 one was breached (or a --bodies replay did not send
-every body within its limit), 2 the run could not start or was interrupted (Ctrl-C or
-SIGTERM) before a threshold failed.
-
-Examples:
-  acs-harness load
-  acs-harness load --host http://127.0.0.1:8080 --connection-string \"$ACS_CONNECTION_STRING\" \\
-      --scenario play-audio --users 32 --run-time 2m --report-file report.html \\
-      --report-file report.json --threshold 'POST /calls:p95<300ms'
-  acs-harness generate create-call --count 500 --seed 7 > bodies.jsonl
-  acs-harness load --host http://127.0.0.1:8080 --connection-string \"$ACS_CONNECTION_STRING\" \\
-      --scenario call-creation --bodies bodies.jsonl
-  # shard 0 of 3 of one run (same --seed and --start-at on every shard), then merge:
-  acs-harness load --host http://127.0.0.1:8080 --users 96 --run-time 10m --seed 42 \\
-      --shard 0/3 --start-at 2026-12-02T12:00:00Z --report-file shard-0.json
-  acs-harness report merge shard-0.json shard-1.json shard-2.json --report-file merged.html")]
-pub struct LoadArgs {
-    /// Target base URL (http://host:port). Without it, the embedded double is started
-    /// on a free loopback port and a short default load runs against it, even when a
-    /// connection string is set.
-    #[arg(long, value_name = "URL")]
+/// What a load run does: `acs-harness load`'s options as given (their meaning is in
+/// src/cli/load.rs); the run checks them all before anything starts.
+#[derive(Clone, Default)]
+pub struct LoadConfig {
+    /// `--host`.
     pub host: Option<String>,
-    /// A shipped scenario (call-creation, play-audio, mixed) or a scenario file (.toml).
-    #[arg(long, value_name = "NAME|FILE")]
+    /// `--scenario`.
     pub scenario: Option<String>,
-    /// Concurrent users [default: the scenario's].
-    #[arg(long, value_name = "N")]
+    /// `--users`.
     pub users: Option<usize>,
-    /// Users started per second, e.g. 4 or 0.5 [default: the scenario's].
-    #[arg(long, value_name = "R")]
+    /// `--increase-rate`.
     pub increase_rate: Option<String>,
-    /// How long to run once all users started, e.g. 30s, 2m [default: the scenario's].
-    /// With --bodies, the limit for sending every body [default: 10m].
-    #[arg(long, value_name = "DUR")]
+    /// `--run-time`.
     pub run_time: Option<String>,
-    /// A goose test plan, e.g. "10,30s;10,1m;0,10s" (replaces users, rate and run time).
-    #[arg(long, value_name = "PLAN")]
+    /// `--test-plan`.
     pub test_plan: Option<String>,
-    /// `endpoint=...;accesskey=...` whose key signs the requests to --host. Not used
-    /// without --host (the embedded double has its own key).
-    #[arg(
-        long,
-        value_name = "S",
-        env = "ACS_CONNECTION_STRING",
-        hide_env_values = true
-    )]
+    /// `--connection-string`.
     pub connection_string: Option<String>,
-    /// Path prefix before /calls, e.g. /calling.
-    #[arg(long, value_name = "P", default_value = "")]
+    /// `--prefix`.
     pub prefix: String,
-    /// Adds `?api-version=V` to every request.
-    #[arg(long, value_name = "V")]
+    /// `--api-version`.
     pub api_version: Option<String>,
-    /// Seed of the generated bodies; the same seed sends the same bodies [default: random, printed].
-    #[arg(long, value_name = "S")]
+    /// `--seed`.
     pub seed: Option<u64>,
-    /// Replay the bodies of this file (JSON lines as `acs-harness generate` prints them),
-    /// each once, in order; the run ends when all are sent. Not all sent within
-    /// --run-time (default 10m) fails the run (exit 1).
-    #[arg(long, value_name = "FILE")]
+    /// `--bodies`.
     pub bodies: Option<PathBuf>,
-    /// Write a goose report; the extension picks the kind (.html, .json, .md). Repeatable.
-    #[arg(long, value_name = "FILE")]
+    /// `--report-file`.
     pub report_file: Vec<String>,
-    /// A JSON report of an earlier run to compare against in the reports.
-    #[arg(long, value_name = "FILE")]
+    /// `--baseline-file`.
     pub baseline_file: Option<String>,
-    /// A threshold, `[REQUEST:]METRIC<VALUE`, e.g. 'POST /calls:p95<300ms', 'error-rate<1%',
-    /// 'rps>=100'. Metrics: pNN, avg, max, error-rate, rps. Repeatable; adds to the scenario's.
-    #[arg(long, value_name = "EXPR")]
+    /// `--threshold`.
     pub threshold: Vec<String>,
-    /// Stop the run as soon as a threshold fails (checked every second once all users run).
-    #[arg(long)]
+    /// `--threshold-abort`.
     pub threshold_abort: bool,
-    /// How long each request may take before it counts as failed, e.g. 10s, 500ms; also
-    /// bounds how long the end of a run waits for requests still in flight [default: 10s].
-    #[arg(long, value_name = "DUR")]
+    /// `--timeout`.
     pub timeout: Option<String>,
-    /// Coordinated-omission mitigation: average, maximum, minimum or disabled.
-    #[arg(long, value_name = "MODE")]
+    /// `--co-mitigation`.
     pub co_mitigation: Option<String>,
-    /// Only warnings and errors from goose on the console.
-    #[arg(long)]
+    /// `--quiet`.
     pub quiet: bool,
-    /// Run shard I of N (0-based, e.g. 0/3): its share of the users, its own seed and
-    /// `--bodies` lines; `acs-harness report merge` combines the shards' JSON reports and
-    /// judges the thresholds (a shard exits 0 when one fails on its part alone).
-    #[arg(long, value_name = "I/N", conflicts_with = "shards")]
+    /// `--shard`.
     pub shard: Option<String>,
-    /// Run one of N shards, its index read from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    /// `--shards`.
     pub shards: Option<u32>,
-    /// Wait until this wall-clock time (RFC 3339, e.g. 2026-12-02T12:00:00Z) before the
-    /// first request, so shards started at different moments begin together.
-    #[arg(long, value_name = "TIME")]
+    /// `--start-at`.
     pub start_at: Option<String>,
 }
 
-impl std::fmt::Debug for LoadArgs {
+impl std::fmt::Debug for LoadConfig {
     /// Everything but the connection string's key, which is never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadArgs")
+        f.debug_struct("LoadConfig")
             .field("host", &self.host)
             .field("scenario", &self.scenario)
             .field("users", &self.users)
@@ -216,7 +160,7 @@ struct Plan {
 
 /// Runs `acs-harness load`; returns the exit status (0 held, 1 breached, 2 not started
 /// or interrupted).
-pub fn run(args: LoadArgs) -> u8 {
+pub fn run(args: LoadConfig) -> u8 {
     let job_index = std::env::var("JOB_COMPLETION_INDEX").ok();
     let plan = match shard::Shard::resolve(
         args.shard.as_deref(),
@@ -247,11 +191,11 @@ pub fn run(args: LoadArgs) -> u8 {
 }
 
 #[cfg(test)]
-fn prepare(args: &LoadArgs) -> Result<Plan, String> {
+fn prepare(args: &LoadConfig) -> Result<Plan, String> {
     prepare_shard(args, shard::Shard::WHOLE)
 }
 
-fn prepare_shard(args: &LoadArgs, shard: shard::Shard) -> Result<Plan, String> {
+fn prepare_shard(args: &LoadConfig, shard: shard::Shard) -> Result<Plan, String> {
     let reference = ScenarioRef::from_arg(
         args.scenario
             .as_deref()
@@ -311,11 +255,7 @@ fn prepare_shard(args: &LoadArgs, shard: shard::Shard) -> Result<Plan, String> {
         Some(t) => request_timeout(t)?,
         None => DEFAULT_TIMEOUT,
     };
-    let seed = args.seed.unwrap_or_else(|| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);
-        u64::from_le_bytes(b)
-    });
+    let seed = args.seed.unwrap_or_else(crate::cli::random_seed);
     if shard.count > 1 && args.seed.is_none() {
         return Err(format!(
             "shard {}/{} needs --seed S: all shards of a run share its seed (each derives its own from it), and report merge checks it",
@@ -425,7 +365,7 @@ fn read_replay(path: &Path, file: &ScenarioFile, shard: shard::Shard) -> Result<
 /// The target as decided from the options alone. No `--host` means the embedded double,
 /// whatever connection string is set: a user asking for the double must never load a
 /// paid service by accident.
-fn destination(args: &LoadArgs) -> Result<Destination, String> {
+fn destination(args: &LoadConfig) -> Result<Destination, String> {
     let Some(host) = &args.host else {
         // Not used, but its key must still never be printed: parsing registers it.
         if let Some(s) = &args.connection_string {
@@ -435,27 +375,8 @@ fn destination(args: &LoadArgs) -> Result<Destination, String> {
             unused_connection: args.connection_string.is_some(),
         });
     };
-    let url = match url::Url::parse(host.trim()) {
-        Ok(u) => u,
-        Err(_) if crate::redact::looks_like_connection_string(host) => {
-            return Err(format!(
-                "--host takes the target's URL, but it was given {}; pass the connection string with --connection-string (or ACS_CONNECTION_STRING) and its endpoint's URL as --host",
-                crate::redact::url(host)
-            ));
-        }
-        Err(e) => {
-            return Err(format!(
-                "--host {}: not a URL: {e}",
-                crate::redact::url(host)
-            ));
-        }
-    };
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "--host {}: not an http(s) URL with a host",
-            crate::redact::url(host)
-        ));
-    }
+    // Userinfo, query and fragment of --host are dropped here, as for every target.
+    let url = crate::client::target_url(host).map_err(|e| format!("--host: {e}"))?;
     let connection = match &args.connection_string {
         Some(s) => s
             .parse::<ConnectionString>()
@@ -589,17 +510,18 @@ struct Resolved {
     url: url::Url,
     connection: ConnectionString,
     /// Keeps the embedded double running for the length of the run.
-    _double: Option<embedded::Running>,
+    _double: Option<crate::double::serve::RunningServer>,
 }
 
-async fn resolve_target(args: &LoadArgs, destination: &Destination) -> Result<Resolved, String> {
+async fn resolve_target(args: &LoadConfig, destination: &Destination) -> Result<Resolved, String> {
     match destination {
         Destination::Host { url, connection } => {
             output::println(&format!(
                 "load: target {} (--host)",
                 crate::redact::url(url.as_str())
             ));
-            if url.query().is_some() {
+            let given = args.host.as_deref().map(|h| url::Url::parse(h.trim()));
+            if given.is_some_and(|u| u.is_ok_and(|u| u.query().is_some())) {
                 output::eprintln(
                     "note: the query string of --host is not sent (use --api-version for api-version)",
                 );
@@ -611,10 +533,14 @@ async fn resolve_target(args: &LoadArgs, destination: &Destination) -> Result<Re
             })
         }
         Destination::Double { unused_connection } => {
-            let running = embedded::start(&args.prefix, args.api_version.as_deref()).await?;
+            let server =
+                crate::double::serve::start_embedded(&args.prefix, args.api_version.as_deref())
+                    .await
+                    .map_err(|e| format!("cannot start the embedded double: {e}"))?;
+            let url = url::Url::parse(server.uri())
+                .map_err(|e| format!("the embedded double's address: {e}"))?;
             output::println(&format!(
-                "load: target {} (the embedded double: no --host given)",
-                running.url
+                "load: target {url} (the embedded double: no --host given)"
             ));
             if *unused_connection {
                 output::eprintln(
@@ -622,20 +548,11 @@ async fn resolve_target(args: &LoadArgs, destination: &Destination) -> Result<Re
                 );
             }
             Ok(Resolved {
-                url: running.url.clone(),
-                connection: running.connection.clone(),
-                _double: Some(running),
+                url,
+                connection: server.connection_string(),
+                _double: Some(server),
             })
         }
-    }
-}
-
-/// `host[:port]` as the client sends it in the Host header (port only when not default).
-fn host_port(url: &url::Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_string(),
     }
 }
 
@@ -674,7 +591,7 @@ async fn probe(
 
 /// The goose command line the options map to; goose parses and checks it itself.
 /// `reports` are the paths goose writes its reports to.
-fn goose_args(args: &LoadArgs, plan: &Plan, origin: &str, reports: &[String]) -> Vec<String> {
+fn goose_args(args: &LoadConfig, plan: &Plan, origin: &str, reports: &[String]) -> Vec<String> {
     let mut out: Vec<String> = vec!["--host".into(), origin.into()];
     let mut push = |flag: &str, value: &str| {
         out.push(flag.into());
@@ -748,7 +665,7 @@ impl Outputs {
     /// Removes what an earlier run left at the report paths (a report still there after
     /// this run is this run's) and marks each thresholds file as a running run, so a run
     /// killed outright never leaves an old `"passed": true` behind.
-    fn begin(args: &LoadArgs, rules: &[Rule], stop: &guard::Stop) -> Result<Outputs, String> {
+    fn begin(args: &LoadConfig, rules: &[Rule], stop: &guard::Stop) -> Result<Outputs, String> {
         let thresholds: Vec<PathBuf> = args
             .report_file
             .iter()
@@ -812,7 +729,7 @@ impl Outputs {
     }
 }
 
-async fn execute(args: LoadArgs, plan: Plan) -> u8 {
+async fn execute(args: LoadConfig, plan: Plan) -> u8 {
     let stop = guard::Stop::watch();
     let outputs = match Outputs::begin(&args, &plan.rules, &stop) {
         Ok(o) => o,
@@ -841,20 +758,13 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
         return not_started(outputs, &e);
     }
     let url = &resolved.url;
-    let origin = format!("{}://{}", url.scheme(), host_port(url));
-    let mut prefix = url.path().trim_end_matches('/').to_string();
-    let extra = args.prefix.trim_matches('/');
-    if !extra.is_empty() {
-        prefix.push('/');
-        prefix.push_str(extra);
-    }
-    let query = match &args.api_version {
-        Some(v) => format!(
-            "?api-version={}",
-            percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
-        ),
-        None => String::new(),
-    };
+    let target = attack::Target::new(
+        url,
+        &args.prefix,
+        args.api_version.as_deref(),
+        resolved.connection.signer(),
+    );
+    let origin = target.origin.clone();
     let config = match goose::config::GooseConfiguration::parse_args_default(&goose_args(
         &args,
         &plan,
@@ -887,10 +797,10 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
     output::println(&format!(
         "load: scenario {}{} ({}), seed {}",
         plan.file.source,
-        if prefix.is_empty() {
+        if target.prefix.is_empty() {
             String::new()
         } else {
-            format!(", path prefix {prefix}")
+            format!(", path prefix {}", target.prefix)
         },
         match &bodies {
             Bodies::Replay(r) => format!(
@@ -904,14 +814,7 @@ async fn execute(args: LoadArgs, plan: Plan) -> u8 {
         plan.seed
     ));
     let ctx = Arc::new(attack::Context {
-        target: attack::Target {
-            origin: origin.clone(),
-            prefix,
-            query,
-            host_header: host_port(url),
-            signer: resolved.connection.signer(),
-            parsed_origin: Default::default(),
-        },
+        target,
         bodies,
         all_bodies_sent: std::sync::atomic::AtomicBool::new(false),
         calls: attack::Calls::default(),
@@ -1052,43 +955,6 @@ fn generator(e: Endpoint, seed: u64, count: usize) -> Vec<RawBody> {
         .collect()
 }
 
-/// The embedded double the run targets when no host is given: the hyper server of
-/// `acs-harness serve`, which retains nothing per request.
-mod embedded {
-    use crate::auth::ConnectionString;
-    use crate::double::DoubleConfig;
-    use crate::double::serve::{RunningServer, Server};
-
-    /// A running double: its URL and connection string; dropping it stops it.
-    pub struct Running {
-        pub url: url::Url,
-        pub connection: ConnectionString,
-        _server: RunningServer,
-    }
-
-    pub async fn start(prefix: &str, api_version: Option<&str>) -> Result<Running, String> {
-        let mut config = DoubleConfig::default().record_requests(false);
-        let prefix = prefix.trim_matches('/');
-        if !prefix.is_empty() {
-            config = config.prefix(format!("/{prefix}"));
-        }
-        if let Some(v) = api_version {
-            config = config.api_version(v);
-        }
-        let server = Server::bind(config)
-            .await
-            .map_err(|e| format!("cannot start the embedded double: {e}"))?;
-        let server = server.spawn();
-        let url = url::Url::parse(server.uri())
-            .map_err(|e| format!("the embedded double's address: {e}"))?;
-        Ok(Running {
-            url,
-            connection: server.connection_string(),
-            _server: server,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1112,13 +978,13 @@ mod tests {
 
     #[test]
     fn options_map_onto_goose_configuration() {
-        let args = LoadArgs {
+        let args = LoadConfig {
             baseline_file: Some("base.json".into()),
             co_mitigation: Some("Average".into()),
             increase_rate: Some("2.5".into()),
             ..Default::default()
         };
-        let mut plan = prepare(&LoadArgs {
+        let mut plan = prepare(&LoadConfig {
             scenario: Some("call-creation".into()),
             threshold: vec!["POST /calls:p95<300ms".into()],
             run_time: Some("7s".into()),
@@ -1162,7 +1028,7 @@ mod tests {
         assert!(c.users.is_none() && !c.no_reset_metrics);
 
         // A shard runs its part of the users and of each test plan step.
-        let sharded = LoadArgs {
+        let sharded = LoadConfig {
             users: Some(5),
             seed: Some(1),
             ..Default::default()
@@ -1170,7 +1036,7 @@ mod tests {
         let plan = prepare_shard(&sharded, shard::Shard::new(1, 2).unwrap()).unwrap();
         assert_eq!(plan.users, 2);
         let plan = prepare_shard(
-            &LoadArgs {
+            &LoadConfig {
                 seed: Some(1),
                 test_plan: Some("4,2s;0,1s".into()),
                 ..Default::default()
@@ -1190,7 +1056,7 @@ mod tests {
         let line = crate::generate::sample(&crate::generate::valid(Endpoint::CreateCall), 1, 1)[0]
             .to_json_line();
         std::fs::write(&path, &line).unwrap();
-        let plan = prepare(&LoadArgs {
+        let plan = prepare(&LoadConfig {
             scenario: Some("call-creation".into()),
             bodies: Some(path.clone()),
             ..Default::default()
@@ -1198,7 +1064,7 @@ mod tests {
         .unwrap();
         // Not the scenario's 15 s: that is for generated load.
         assert_eq!(plan.run_time, Some(REPLAY_LIMIT));
-        let plan = prepare(&LoadArgs {
+        let plan = prepare(&LoadConfig {
             scenario: Some("call-creation".into()),
             bodies: Some(path.clone()),
             run_time: Some("3s".into()),
@@ -1210,7 +1076,7 @@ mod tests {
         let play = crate::generate::sample(&crate::generate::valid(Endpoint::PlayAudio), 1, 1)[0]
             .to_json_line();
         std::fs::write(&path, format!("{line}\n{play}\n")).unwrap();
-        let e = prepare(&LoadArgs {
+        let e = prepare(&LoadConfig {
             scenario: Some("call-creation".into()),
             bodies: Some(path),
             ..Default::default()
@@ -1224,43 +1090,43 @@ mod tests {
     #[test]
     fn bad_options_do_not_start() {
         let bad = [
-            LoadArgs {
+            LoadConfig {
                 scenario: Some("nope".into()),
                 ..Default::default()
             },
-            LoadArgs {
+            LoadConfig {
                 threshold: vec!["p95<<1s".into()],
                 ..Default::default()
             },
-            LoadArgs {
+            LoadConfig {
                 run_time: Some("1.5s".into()),
                 ..Default::default()
             },
-            LoadArgs {
+            LoadConfig {
                 bodies: Some("/nonexistent/bodies.jsonl".into()),
                 ..Default::default()
             },
-            LoadArgs {
+            LoadConfig {
                 users: Some(0),
                 ..Default::default()
             },
-            LoadArgs {
+            LoadConfig {
                 increase_rate: Some("fast".into()),
                 ..Default::default()
             },
-            LoadArgs {
+            LoadConfig {
                 co_mitigation: Some("bogus".into()),
                 ..Default::default()
             },
-            LoadArgs {
+            LoadConfig {
                 report_file: vec!["r.pdf".into()],
                 ..Default::default()
             },
-            LoadArgs {
+            LoadConfig {
                 report_file: vec!["/nonexistent/dir/r.json".into()],
                 ..Default::default()
             },
-            LoadArgs {
+            LoadConfig {
                 host: Some("endpoint=https://x.example/;accesskey=c2VjcmV0a2V5MTIz".into()),
                 connection_string: Some(
                     "endpoint=https://x.example/;accesskey=c2VjcmV0a2V5MTIz".into(),
@@ -1276,7 +1142,7 @@ mod tests {
 
     #[test]
     fn no_host_is_the_embedded_double_whatever_the_connection_string() {
-        let plan = prepare(&LoadArgs {
+        let plan = prepare(&LoadConfig {
             connection_string: Some("endpoint=https://paid.example/;accesskey=a2V5a2V5a2V5".into()),
             ..Default::default()
         })

@@ -1,4 +1,4 @@
-//! Shared helpers for the double's tests: a signing client over reqwest, a raw-socket
+//! Shared helpers for the double's tests: a signing client (the crate's `SignedRequest`), a raw-socket
 //! client for paths reqwest would normalise, valid bodies, and checks shared by both
 //! transports.
 #![allow(dead_code)]
@@ -49,10 +49,10 @@ impl Resp {
     }
 }
 
-/// Signs requests for one double (or any target).
+/// Signs requests for one double (or any target) through the crate's own client.
 #[derive(Clone)]
 pub struct Client {
-    pub http: reqwest::Client,
+    pub client: acs_harness::client::Client,
     /// `http://127.0.0.1:PORT`
     pub base: String,
     /// `127.0.0.1:PORT`
@@ -66,14 +66,20 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str, cs: &ConnectionString) -> Client {
-        let url = url::Url::parse(base).unwrap();
+        // Generous timeouts: they only tell a hang from a busy machine.
+        let client = acs_harness::client::Client::with_timeouts(
+            base,
+            "",
+            None,
+            cs.signer(),
+            Duration::from_secs(120),
+            Duration::from_secs(60),
+        )
+        .unwrap();
         Client {
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(64)
-                .build()
-                .unwrap(),
             base: base.trim_end_matches('/').to_string(),
-            host: format!("{}:{}", url.host_str().unwrap(), url.port().unwrap()),
+            host: client.host().to_string(),
+            client,
             signer: cs.signer(),
             prefix: String::new(),
             query: String::new(),
@@ -101,34 +107,25 @@ impl Client {
         edit: impl FnOnce(&mut Parts),
     ) -> Resp {
         let pq = format!("{}{}{}", self.prefix, path, self.query);
-        let signed = self.signer.sign(method, &pq, &self.host, body, at);
+        let content_type = (!body.is_empty()).then_some("application/json");
+        let mut req = self
+            .client
+            .prepare_exact(method, &pq, content_type, body, at)
+            .unwrap();
         let mut parts = Parts {
-            headers: vec![
-                ("x-ms-date".into(), signed.date),
-                ("x-ms-content-sha256".into(), signed.content_sha256),
-                ("authorization".into(), signed.authorization),
-            ],
-            body: body.to_vec(),
+            headers: std::mem::take(&mut req.headers),
+            body: std::mem::take(&mut req.body),
         };
-        if !body.is_empty() {
-            parts.set("content-type", "application/json");
-        }
         edit(&mut parts);
-        let mut rb = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{}", self.base, pq));
-        for (n, v) in &parts.headers {
-            rb = rb.header(n, v);
-        }
-        let r = rb.body(parts.body).send().await.unwrap();
-        let header = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
-        let (status, content_type, allow) =
-            (r.status().as_u16(), header("content-type"), header("allow"));
+        req.headers = parts.headers;
+        req.body = parts.body;
+        let r = self.client.execute(req).await.unwrap();
+        assert!(!r.truncated, "the answer was longer than the client reads");
         Resp {
-            status,
-            content_type,
-            allow,
-            body: r.bytes().await.unwrap().to_vec(),
+            status: r.status,
+            content_type: r.content_type,
+            allow: r.allow,
+            body: r.body,
         }
     }
 

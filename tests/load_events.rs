@@ -126,7 +126,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
         ("POST", ["calls"]) => {
             let id = format!(
                 "leg-{}",
-                state.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                state
+                    .next
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             );
             let callback = json
                 .get("callbackUri")
@@ -340,7 +342,10 @@ async fn awaited_events_are_measured_per_type_and_judged_by_thresholds() {
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let printed = text(&out);
-    assert!(printed.contains("EVENT PlayAudioResult:p95<5s"), "{printed}");
+    assert!(
+        printed.contains("EVENT PlayAudioResult:p95<5s"),
+        "{printed}"
+    );
     assert!(printed.contains("awaiting "), "{printed}");
     let r = requests(&report);
     for key in [

@@ -103,7 +103,9 @@ impl PreparedBody {
         let digits = format!("{serial:0width$x}", width = CONTEXT_SERIAL_LEN);
         let digits = &digits.as_bytes()[digits.len() - CONTEXT_SERIAL_LEN..];
         let mut bytes = self.bytes.to_vec();
-        bytes.get_mut(at..at + CONTEXT_SERIAL_LEN)?.copy_from_slice(digits);
+        bytes
+            .get_mut(at..at + CONTEXT_SERIAL_LEN)?
+            .copy_from_slice(digits);
         let keep = context.len().checked_sub(CONTEXT_SERIAL_LEN)?;
         let context = format!("{}{}", &context[..keep], String::from_utf8_lossy(digits));
         Some(Serialized {
@@ -476,10 +478,19 @@ mod tests {
     fn bodies_for_events_carry_the_callback_and_a_context_slot() {
         let mut bodies = Bodies::generate(1, 2, &Endpoint::ALL, &|e, _, n| match e {
             Endpoint::CreateCall => {
-                vec![raw(e, r#"{"callbackUri":"https://app.example/cb","targets":[]}"#); n]
+                vec![
+                    raw(
+                        e,
+                        r#"{"callbackUri":"https://app.example/cb","targets":[]}"#
+                    );
+                    n
+                ]
             }
             Endpoint::PlayAudio => vec![
-                raw(e, r#"{"audioFileUri":"https://a.example/x.wav","loop":true,"operationContext":"ctx "q""}"#),
+                raw(
+                    e,
+                    r#"{"audioFileUri":"https://a.example/x.wav","loop":true,"operationContext":"ctx \"q\""}"#,
+                ),
                 raw(e, r#"{"audioFileUri":"https://a.example/x.wav"}"#),
             ],
             _ => Vec::new(),
@@ -504,13 +515,19 @@ mod tests {
                 let v: serde_json::Value = serde_json::from_slice(&s.bytes).unwrap();
                 assert_eq!(s.context, format!("{own}#{serial}"));
                 assert_eq!(v["operationContext"], s.context.as_str());
-                assert_eq!(v.get("loop").and_then(|l| l.as_bool()).unwrap_or(false), loops);
+                assert_eq!(
+                    v.get("loop").and_then(|l| l.as_bool()).unwrap_or(false),
+                    loops
+                );
                 assert_eq!(s.hash.to_str().unwrap(), content_hash(&s.bytes));
             }
         }
         // Without an awaiting step, plays stay as generated.
         let mut plain = Bodies::generate(1, 1, &Endpoint::ALL, &|e, _, _| match e {
-            Endpoint::PlayAudio => vec![raw(e, r#"{"audioFileUri":"https://a.example/x.wav","loop":true}"#)],
+            Endpoint::PlayAudio => vec![raw(
+                e,
+                r#"{"audioFileUri":"https://a.example/x.wav","loop":true}"#,
+            )],
             _ => Vec::new(),
         });
         plain.for_events("http://127.0.0.1:9/load", &[]);

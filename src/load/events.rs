@@ -10,7 +10,7 @@
 //! does not arrive in time, or reports that the operation failed, is a failed request.
 
 use crate::contract::Endpoint;
-use crate::receiver::{Receiver, ReceiverConfig, Received};
+use crate::receiver::{Received, Receiver, ReceiverConfig};
 use goose::goose::{GooseUser, TransactionError};
 use goose::prelude::TransactionResult;
 use serde_json::Value;
@@ -66,9 +66,7 @@ impl EventKind {
         match self {
             EventKind::CallLegStateChanged => "Microsoft.Communication.CallLegStateChanged",
             EventKind::PlayAudioResult => "Microsoft.Communication.PlayAudioResult",
-            EventKind::InviteParticipantResult => {
-                "Microsoft.Communication.InviteParticipantResult"
-            }
+            EventKind::InviteParticipantResult => "Microsoft.Communication.InviteParticipantResult",
         }
     }
 
@@ -318,6 +316,12 @@ pub fn summary(receiver: &Receiver) -> String {
     if stats.rejected_too_large > 0 {
         out.push_str(&format!(", {} too large", stats.rejected_too_large));
     }
+    if stats.rejected_other > 0 {
+        out.push_str(&format!(
+            ", {} refused (not a POST, or its body late or broken)",
+            stats.rejected_other
+        ));
+    }
     if stats.dropped_over_capacity > 0 {
         out.push_str(&format!(
             ", {} dropped over capacity",
@@ -432,7 +436,12 @@ mod tests {
         assert!(!matches(k, &received(ok.clone(), later), Some("a#2"), sent));
         let before = sent.checked_sub(Duration::from_millis(1)).unwrap_or(sent);
         if before < sent {
-            assert!(!matches(k, &received(ok.clone(), before), Some("a#1"), sent));
+            assert!(!matches(
+                k,
+                &received(ok.clone(), before),
+                Some("a#1"),
+                sent
+            ));
         }
         assert!(!matches(
             EventKind::InviteParticipantResult,
@@ -465,7 +474,10 @@ mod tests {
             ("Established", true, true),
             ("Terminated", true, false),
         ] {
-            let r = received(event("CallLegStateChanged", json!({"CallState": state})), at);
+            let r = received(
+                event("CallLegStateChanged", json!({"CallState": state})),
+                at,
+            );
             assert_eq!(matches(k, &r, None, at), settles, "{state}");
             assert_eq!(judge(k, &r).is_ok(), ok, "{state}");
         }

@@ -1214,7 +1214,8 @@ mod tests {
         let with_event = |index: usize, buckets: &[(u64, usize)]| {
             let mut v = report(index, 2, 7, &[(1000, 2)]);
             let calls = v["raw_metrics"]["requests"]["POST /calls"].clone();
-            let mut event = report(index, 2, 7, buckets)["raw_metrics"]["requests"]["POST /calls"].clone();
+            let mut event =
+                report(index, 2, 7, buckets)["raw_metrics"]["requests"]["POST /calls"].clone();
             event["path"] = "PlayAudioResult".into();
             event["method"] = "Custom".into();
             event["status_code_counts"] = serde_json::json!({"0": 0});

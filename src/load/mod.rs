@@ -456,7 +456,10 @@ fn check_events_reach_us(
     let Destination::Host { url, .. } = destination else {
         return Ok(());
     };
-    if awaited.is_empty() || callback_url || url.host().is_some_and(|h| events::is_loopback_host(&h)) {
+    if awaited.is_empty()
+        || callback_url
+        || url.host().is_some_and(|h| events::is_loopback_host(&h))
+    {
         return Ok(());
     }
     let names: Vec<&str> = awaited.iter().map(|k| k.name()).collect();

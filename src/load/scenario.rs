@@ -489,9 +489,9 @@ pub fn parse(file: &str, text: &str) -> Result<ScenarioFile, ScenarioError> {
                             "await_timeout without await: name the event the step awaits, e.g. await = \"PlayAudioResult\"".into(),
                         ));
                     }
-                    (Some(name), timeout) => {
-                        Some(step_await(endpoint, &name, timeout).map_err(|(at, why)| err(at, why))?)
-                    }
+                    (Some(name), timeout) => Some(
+                        step_await(endpoint, &name, timeout).map_err(|(at, why)| err(at, why))?,
+                    ),
                 };
                 out.push(Step {
                     endpoint,
@@ -630,7 +630,10 @@ mod tests {
             ))
         };
         for (extra, reason) in [
-            (", await = \"DtmfReceived\"", "unknown event \"DtmfReceived\""),
+            (
+                ", await = \"DtmfReceived\"",
+                "unknown event \"DtmfReceived\"",
+            ),
             (
                 ", await = \"InviteParticipantResult\"",
                 "a play-audio step cannot await InviteParticipantResult; it can await PlayAudioResult",

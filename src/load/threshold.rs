@@ -47,10 +47,7 @@ impl Rule {
             (None, text)
         };
         let request = match request {
-            Some(name) => match (
-                super::attack::endpoint_named(name),
-                EventKind::named(name),
-            ) {
+            Some(name) => match (super::attack::endpoint_named(name), EventKind::named(name)) {
                 (Some(e), _) => Some(super::attack::request_key(e)),
                 (None, Some(k)) => Some(k.request_key()),
                 (None, None) => {

@@ -551,10 +551,11 @@ async fn send(
             Next::Exhausted => return Sent::Skipped,
         };
         // A body with a context slot gets this request's own operationContext, so its
-        // result event cannot be mistaken for another request's.
+        // result event cannot be mistaken for another request's. The user's index in the
+        // high bits keeps contexts apart across the process's users, too.
         let unique = body.context_slot.and_then(|_| {
-            state.serial = state.serial.wrapping_add(1);
-            body.with_serial(state.serial)
+            state.serial = state.serial.wrapping_add(1) & 0xffff_ffff;
+            body.with_serial(((user_index as u64) << 32) | state.serial)
         });
         (call, path, body, last, unique)
     };

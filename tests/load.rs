@@ -62,8 +62,9 @@ async fn each_shipped_scenario_calls_each_of_its_endpoints() {
             "call-creation",
             vec![Endpoint::CreateCall, Endpoint::Hangup],
         ),
+        // play-audio awaits the double's events: tests/load_events.rs runs it.
         (
-            "play-audio",
+            "play-audio-think",
             vec![
                 Endpoint::CreateCall,
                 Endpoint::PlayAudio,

@@ -32,7 +32,8 @@ pub struct LoadArgs {
     /// connection string is set.
     #[arg(long, value_name = "URL")]
     pub host: Option<String>,
-    /// A shipped scenario (call-creation, play-audio, mixed) or a scenario file (.toml).
+    /// A shipped scenario (call-creation, play-audio, play-audio-think, mixed) or a
+    /// scenario file (.toml).
     #[arg(long, value_name = "NAME|FILE")]
     pub scenario: Option<String>,
     /// Concurrent users [default: the scenario's].
@@ -106,6 +107,14 @@ pub struct LoadArgs {
     /// first request, so shards started at different moments begin together.
     #[arg(long, value_name = "TIME")]
     pub start_at: Option<String>,
+    /// The URL the target sends events to (each call's callbackUri), for a target that
+    /// cannot reach this machine's loopback; pair with --callback-listen
+    /// [default: the receiver's own http://127.0.0.1:PORT].
+    #[arg(long, value_name = "URL")]
+    pub callback_url: Option<String>,
+    /// Where the event receiver listens, e.g. 0.0.0.0:8090 [default: 127.0.0.1 on a free port].
+    #[arg(long, value_name = "ADDR")]
+    pub callback_listen: Option<String>,
 }
 
 impl std::fmt::Debug for LoadArgs {
@@ -139,6 +148,8 @@ impl From<LoadArgs> for LoadConfig {
             shard: args.shard,
             shards: args.shards,
             start_at: args.start_at,
+            callback_url: args.callback_url,
+            callback_listen: args.callback_listen,
         }
     }
 }

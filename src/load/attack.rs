@@ -3,6 +3,7 @@
 //! user's call and participants in its session data.
 
 use super::bodies::{Bodies, Next, PreparedBody, index};
+use super::events::{self, Await, Pending};
 use super::scenario;
 use crate::auth::{Signer, content_hash, format_date};
 use crate::contract::{Endpoint, encode_segment, validate_response};
@@ -100,6 +101,8 @@ pub struct Context {
     pub all_bodies_sent: AtomicBool,
     /// The calls the run created and has not hung up yet.
     pub calls: Calls,
+    /// The run's event receiver: the callbackUri of every call, where awaited events arrive.
+    pub receiver: crate::receiver::Receiver,
 }
 
 /// The calls a run created, kept so that every one of them is hung up before the run
@@ -367,6 +370,10 @@ async fn read_body(response: &mut reqwest::Response) -> Result<Bytes, String> {
 struct UserState {
     /// `{prefix}/calls/{callId}` of the user's current call.
     call: Option<Arc<str>>,
+    /// The `callLegId` of that call, as its events name it.
+    call_leg_id: Option<Arc<str>>,
+    /// Requests sent with a unique `operationContext` so far: the next one's serial.
+    serial: u64,
     /// Participants invited and not yet removed, percent-encoded.
     participants: VecDeque<String>,
     /// The user's position in each endpoint's body pool.
@@ -408,7 +415,7 @@ pub fn build(ctx: &Arc<Context>, s: &scenario::Scenario) -> Result<Scenario, goo
         for step in steps {
             for _ in 0..step.repeat {
                 sequence += 1;
-                let mut t = Transaction::new(step_fn(ctx.clone(), step.endpoint, step.think))
+                let mut t = Transaction::new(step_fn(ctx.clone(), *step))
                     .set_name(step.endpoint.name())
                     .set_sequence(sequence);
                 t = match phase {
@@ -423,13 +430,18 @@ pub fn build(ctx: &Arc<Context>, s: &scenario::Scenario) -> Result<Scenario, goo
     Ok(out)
 }
 
-fn step_fn(ctx: Arc<Context>, endpoint: Endpoint, think: Duration) -> TransactionFunction {
+fn step_fn(ctx: Arc<Context>, step: scenario::Step) -> TransactionFunction {
+    let think = step.think;
     Arc::new(move |user| {
         let ctx = ctx.clone();
         Box::pin(async move {
-            let (result, skipped) = match send(&ctx, user, endpoint).await {
+            let (result, skipped) = match send(&ctx, user, step.endpoint, step.awaits).await {
                 Sent::Skipped => (Ok(()), true),
                 Sent::Done(r) => (r, false),
+                Sent::Awaiting(pending) => {
+                    let outcome = events::await_event(&ctx.receiver, &pending).await;
+                    (events::record(user, pending.event, &outcome).await, false)
+                }
             };
             let pause = if skipped {
                 think.max(SKIP_PAUSE)
@@ -461,6 +473,8 @@ async fn think_for(d: Duration) {
 enum Sent {
     Skipped,
     Done(TransactionResult),
+    /// Accepted; the step awaits this event before it goes on.
+    Awaiting(Pending),
 }
 
 thread_local! {
@@ -512,14 +526,19 @@ fn error(reason: String) -> TransactionResult {
     Err(Box::new(TransactionError::Custom(reason)))
 }
 
-async fn send(ctx: &Context, user: &mut GooseUser, endpoint: Endpoint) -> Sent {
+async fn send(
+    ctx: &Context,
+    user: &mut GooseUser,
+    endpoint: Endpoint,
+    awaits: Option<Await>,
+) -> Sent {
     let user_index = user.weighted_users_index;
     if user.get_session_data::<UserState>().is_none() {
         user.set_session_data(UserState::default());
     }
     let target = &ctx.target;
     // Take what this request needs out of the session, so `user` is free to send it.
-    let (call, path, body, last) = {
+    let (call, path, body, last, unique) = {
         let Some(state) = user.get_session_data_mut::<UserState>() else {
             return Sent::Skipped;
         };
@@ -542,20 +561,30 @@ async fn send(ctx: &Context, user: &mut GooseUser, endpoint: Endpoint) -> Sent {
             Next::Body { body, last } => (body, last),
             Next::Exhausted => return Sent::Skipped,
         };
-        (call, path, body, last)
+        // A body with a context slot gets this request's own operationContext, so its
+        // result event cannot be mistaken for another request's. The user's index in the
+        // high bits keeps contexts apart across the process's users, too.
+        let unique = body.context_slot.and_then(|_| {
+            state.serial = state.serial.wrapping_add(1) & 0xffff_ffff;
+            body.with_serial(((user_index as u64) << 32) | state.serial)
+        });
+        (call, path, body, last, unique)
+    };
+    let (bytes, hash, context) = match &unique {
+        Some(u) => (&u.bytes, &u.hash, Some(u.context.as_str())),
+        None => (&body.bytes, &body.hash, body.context.as_deref()),
     };
     let (url, path_and_query) = match target.request_url(&path) {
         Ok(u) => u,
         Err(reason) => return Sent::Done(error(reason)),
     };
     let method = endpoint.method();
-    let hash = body.hash.to_str().unwrap_or_default();
     let (auth, date) = sign(
         &target.signer,
         method,
         &path_and_query,
         &target.host_header,
-        hash,
+        hash.to_str().unwrap_or_default(),
     );
 
     let (reqwest_method, goose_method) = if method == "DELETE" {
@@ -567,19 +596,20 @@ async fn send(ctx: &Context, user: &mut GooseUser, endpoint: Endpoint) -> Sent {
         .client
         .request(reqwest_method, url)
         .header(&X_MS_DATE, date)
-        .header(&X_MS_CONTENT_SHA256, body.hash.clone())
+        .header(&X_MS_CONTENT_SHA256, hash.clone())
         .header(AUTHORIZATION, auth);
     if let Some(ct) = &body.content_type {
         rb = rb.header(CONTENT_TYPE, ct.clone());
     }
-    if !body.bytes.is_empty() {
-        rb = rb.body(body.bytes.clone());
+    if !bytes.is_empty() {
+        rb = rb.body(bytes.clone());
     }
     let request = GooseRequest::builder()
         .method(goose_method)
         .name(request_label(endpoint))
         .set_request_builder(rb)
         .build();
+    let sent_at = std::time::Instant::now();
     let mut sent = match user.request(request).await {
         Ok(s) => s,
         Err(e) => return Sent::Done(Err(e)),
@@ -608,14 +638,14 @@ async fn send(ctx: &Context, user: &mut GooseUser, endpoint: Endpoint) -> Sent {
         .get(CONTENT_ENCODING)
         .filter(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
         .map(|v| redact::clip(&String::from_utf8_lossy(v.as_bytes()), 40));
-    let bytes = match encoding {
+    let answer = match encoding {
         Some(encoding) => Err(format!(
             "the response is {encoding}-encoded though the request accepts no encoding; not read"
         )),
         None => read_body(&mut response).await,
     };
     drop(response);
-    let bytes = match bytes {
+    let answer = match answer {
         Ok(b) => b,
         Err(reason) => {
             // A 2xx answer goose counted as a success; any other status goose already
@@ -634,18 +664,35 @@ async fn send(ctx: &Context, user: &mut GooseUser, endpoint: Endpoint) -> Sent {
         }
     };
     let content_type = content_type.as_ref().and_then(|v| v.to_str().ok());
-    let verdict = check(endpoint, body, status, content_type, &bytes);
+    let verdict = check(
+        endpoint,
+        body.expect_error,
+        context,
+        status,
+        content_type,
+        &answer,
+    );
     let Some(state) = user.get_session_data_mut::<UserState>() else {
         return Sent::Done(verdict.map_err(|r| Box::new(TransactionError::Custom(r))));
     };
+    // What the step awaits once the answer is right: the event of the call it is on.
+    let mut awaited_call = state.call_leg_id.clone();
     if endpoint == Endpoint::CreateCall && status == 200 {
+        awaited_call = None;
         // Tracked even when the answer breaks the contract: the call may exist all the same.
-        if let Some(id) = call_leg_id(&bytes) {
+        if let Some(id) = call_leg_id(&answer) {
             let created: Arc<str> = format!("{path}/{}", encode_segment(&id)).into();
             ctx.calls.created(&created);
             if verdict.is_ok() {
+                // A call the user leaves behind (its hang-up failed) no longer needs its events.
+                if let Some(old) = state.call_leg_id.take() {
+                    ctx.receiver.forget(&old);
+                }
+                let id: Arc<str> = id.into();
                 state.call = Some(created);
+                state.call_leg_id = Some(id.clone());
                 state.participants.clear();
+                awaited_call = Some(id);
             }
         }
     } else if let Some(call) = call.as_ref() {
@@ -654,8 +701,25 @@ async fn send(ctx: &Context, user: &mut GooseUser, endpoint: Endpoint) -> Sent {
             remember_participants(state, body);
         }
     }
+    let pending = match (awaits, awaited_call) {
+        // A looping play has no result until something stops it: nothing to await.
+        (Some(a), Some(call)) if !body.never_ends && !body.expect_error => Some(Pending {
+            event: a.event,
+            call_leg_id: call.to_string(),
+            context: match endpoint {
+                Endpoint::CreateCall => None,
+                _ => context.map(str::to_string),
+            },
+            sent_at,
+            timeout: a.timeout,
+        }),
+        _ => None,
+    };
     match verdict {
-        Ok(()) => Sent::Done(Ok(())),
+        Ok(()) => match pending {
+            Some(p) => Sent::Awaiting(p),
+            None => Sent::Done(Ok(())),
+        },
         Err(reason) if (200..300).contains(&status) => {
             // goose counted a 2xx as a success; record it as the failure it is.
             Sent::Done(user.set_failure(
@@ -687,6 +751,10 @@ fn forget_call(
     if state.call.as_ref() == Some(call) {
         state.call = None;
         state.participants.clear();
+        // The user is done with the call: its events need not be kept any longer.
+        if let Some(id) = state.call_leg_id.take() {
+            ctx.receiver.forget(&id);
+        }
     }
 }
 
@@ -706,7 +774,8 @@ fn call_leg_id(bytes: &[u8]) -> Option<String> {
 /// Whether the answer is what the contract promises for this request; the reason if not.
 fn check(
     endpoint: Endpoint,
-    body: &PreparedBody,
+    expect_error: bool,
+    context: Option<&str>,
     status: u16,
     content_type: Option<&str>,
     bytes: &[u8],
@@ -719,7 +788,7 @@ fn check(
             redact::clip(&list.join("; "), 300)
         )
     };
-    if body.expect_error {
+    if expect_error {
         if (400..500).contains(&status) {
             return validate_response(endpoint, status, content_type, bytes, None)
                 .map_err(violations);
@@ -741,14 +810,7 @@ fn check(
             None => format!("status {status}, expected {expected}"),
         });
     }
-    validate_response(
-        endpoint,
-        status,
-        content_type,
-        bytes,
-        body.context.as_deref(),
-    )
-    .map_err(violations)
+    validate_response(endpoint, status, content_type, bytes, context).map_err(violations)
 }
 
 fn remember_participants(state: &mut UserState, body: &PreparedBody) {

@@ -41,6 +41,26 @@ pub struct PreparedBody {
     pub participants: Vec<String>,
     /// The body breaks the contract on purpose: a documented error answer is success.
     pub expect_error: bool,
+    /// Where in `bytes` the [`CONTEXT_SERIAL_LEN`] hex digits of a unique context are
+    /// written per request (see [`PreparedBody::with_serial`]); set on generated bodies
+    /// whose result a step awaits, so each request's result event can be told apart.
+    pub context_slot: Option<usize>,
+    /// A `loop: true` play: its result comes only when something stops it.
+    pub never_ends: bool,
+}
+
+/// Hex digits of the per-request serial in a unique `operationContext`.
+pub const CONTEXT_SERIAL_LEN: usize = 16;
+
+/// A body with its unique `operationContext` written in: what one request sends.
+#[derive(Debug, Clone)]
+pub struct Serialized {
+    /// The bytes.
+    pub bytes: Bytes,
+    /// `x-ms-content-sha256` of `bytes`.
+    pub hash: HeaderValue,
+    /// The `operationContext` the bytes carry.
+    pub context: String,
 }
 
 impl PreparedBody {
@@ -61,6 +81,8 @@ impl PreparedBody {
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
+        let never_ends = raw.endpoint == Endpoint::PlayAudio
+            && value.as_ref().and_then(|v| v.get("loop")) == Some(&serde_json::Value::Bool(true));
         PreparedBody {
             hash: header(&content_hash(&bytes)),
             content_type: raw.content_type.as_deref().map(header),
@@ -68,7 +90,85 @@ impl PreparedBody {
             context,
             participants,
             expect_error: raw.defect,
+            context_slot: None,
+            never_ends,
         }
+    }
+
+    /// This body with a request's `serial` written into its `operationContext`, when it
+    /// has a slot for it: a copy of the bytes and a hash, no JSON work per request.
+    pub fn with_serial(&self, serial: u64) -> Option<Serialized> {
+        let at = self.context_slot?;
+        let context = self.context.as_deref()?;
+        let digits = format!("{serial:0width$x}", width = CONTEXT_SERIAL_LEN);
+        let digits = &digits.as_bytes()[digits.len() - CONTEXT_SERIAL_LEN..];
+        let mut bytes = self.bytes.to_vec();
+        bytes
+            .get_mut(at..at + CONTEXT_SERIAL_LEN)?
+            .copy_from_slice(digits);
+        let keep = context.len().checked_sub(CONTEXT_SERIAL_LEN)?;
+        let context = format!("{}{}", &context[..keep], String::from_utf8_lossy(digits));
+        Some(Serialized {
+            hash: header(&content_hash(&bytes)),
+            bytes: Bytes::from(bytes),
+            context,
+        })
+    }
+
+    /// The body rewritten for a run with an event receiver: a create-call body gets the
+    /// receiver's `callbackUri`; with `awaited`, a play or invitation gets a slot for a
+    /// unique `operationContext` (its own context, `#` and [`CONTEXT_SERIAL_LEN`] hex
+    /// digits) and a play `loop: false`, since a looping play has no result to await.
+    /// Bodies that break the contract on purpose, or are not JSON objects, stay as they are.
+    fn for_events(&self, endpoint: Endpoint, callback_uri: &str, awaited: bool) -> PreparedBody {
+        use serde_json::Value;
+        let unchanged = || self.clone();
+        if self.expect_error {
+            return unchanged();
+        }
+        let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(&self.bytes) else {
+            return unchanged();
+        };
+        let mut slot_context = None;
+        match endpoint {
+            Endpoint::CreateCall => {
+                map.insert("callbackUri".into(), Value::String(callback_uri.into()));
+            }
+            Endpoint::PlayAudio | Endpoint::InviteParticipants if awaited => {
+                let own = self.context.as_deref().unwrap_or("load");
+                let context = format!("{own}#{}", "0".repeat(CONTEXT_SERIAL_LEN));
+                map.insert("operationContext".into(), Value::String(context.clone()));
+                if endpoint == Endpoint::PlayAudio && map.contains_key("loop") {
+                    map.insert("loop".into(), Value::Bool(false));
+                }
+                slot_context = Some(context);
+            }
+            _ => return unchanged(),
+        }
+        let Ok(bytes) = serde_json::to_vec(&Value::Object(map)) else {
+            return unchanged();
+        };
+        let mut body = PreparedBody::prepare(RawBody {
+            endpoint,
+            content_type: self
+                .content_type
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            body: Some(bytes),
+            defect: false,
+        });
+        if let Some(context) = slot_context {
+            // The serial is the last digits of the context's JSON string, wherever the
+            // serializer put the key.
+            let needle = match serde_json::to_string(&context) {
+                Ok(quoted) => format!("\"operationContext\":{quoted}"),
+                Err(_) => return body,
+            };
+            body.context_slot = find(&body.bytes, needle.as_bytes())
+                .map(|at| at + needle.len() - 1 - CONTEXT_SERIAL_LEN);
+        }
+        body
     }
 
     /// The body of a request that carries none.
@@ -80,8 +180,15 @@ impl PreparedBody {
             context: None,
             participants: Vec::new(),
             expect_error: false,
+            context_slot: None,
+            never_ends: false,
         }
     }
+}
+
+/// Where `needle` starts in `haystack`, if it is there.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn header(s: &str) -> HeaderValue {
@@ -247,6 +354,39 @@ impl Bodies {
         }))
     }
 
+    /// Rewrites the bodies once, before the run, for its event receiver (see
+    /// [`PreparedBody::for_events`]): every create-call body carries `callback_uri`;
+    /// generated bodies of the `awaited` endpoints get a unique-context slot. A replay
+    /// sends what its file says: only when the scenario awaits events do its create-call
+    /// bodies get the receiver's callbackUri (its contexts stay its own).
+    pub fn for_events(&mut self, callback_uri: &str, awaited: &[Endpoint]) {
+        match self {
+            Bodies::Generated { pools, .. } => {
+                for user in pools.iter_mut() {
+                    for (i, pool) in user.iter_mut().enumerate() {
+                        let e = Endpoint::ALL[i];
+                        let awaits = awaited.contains(&e);
+                        if e != Endpoint::CreateCall && !awaits {
+                            continue;
+                        }
+                        let rewritten: Vec<PreparedBody> = pool
+                            .iter()
+                            .map(|b| b.for_events(e, callback_uri, awaits))
+                            .collect();
+                        *pool = Arc::from(rewritten);
+                    }
+                }
+            }
+            Bodies::Replay(_) if awaited.is_empty() => {}
+            Bodies::Replay(r) => {
+                let e = Endpoint::CreateCall;
+                for b in r.queues[index(e)].iter_mut() {
+                    *b = b.for_events(e, callback_uri, false);
+                }
+            }
+        }
+    }
+
     /// The next body for `user`'s request to `e`; `cursor` is the user's own position.
     pub fn next(&self, user: usize, e: Endpoint, cursor: &mut usize) -> Next<'_> {
         match self {
@@ -323,6 +463,78 @@ mod tests {
         assert_eq!(b.participants, ["+14251001000", "r1"]);
         assert_eq!(b.context.as_deref(), Some("ctx"));
         assert_eq!(b.hash.to_str().unwrap(), content_hash(&b.bytes));
+    }
+
+    fn raw(endpoint: Endpoint, body: &str) -> RawBody {
+        RawBody {
+            endpoint,
+            content_type: Some("application/json".into()),
+            body: Some(body.as_bytes().to_vec()),
+            defect: false,
+        }
+    }
+
+    #[test]
+    fn bodies_for_events_carry_the_callback_and_a_context_slot() {
+        let mut bodies = Bodies::generate(1, 2, &Endpoint::ALL, &|e, _, n| match e {
+            Endpoint::CreateCall => {
+                vec![
+                    raw(
+                        e,
+                        r#"{"callbackUri":"https://app.example/cb","targets":[]}"#
+                    );
+                    n
+                ]
+            }
+            Endpoint::PlayAudio => vec![
+                raw(
+                    e,
+                    r#"{"audioFileUri":"https://a.example/x.wav","loop":true,"operationContext":"ctx \"q\""}"#,
+                ),
+                raw(e, r#"{"audioFileUri":"https://a.example/x.wav"}"#),
+            ],
+            _ => Vec::new(),
+        });
+        bodies.for_events("http://127.0.0.1:9/load", &[Endpoint::PlayAudio]);
+        let mut c = 0;
+        let Next::Body { body, .. } = bodies.next(1, Endpoint::CreateCall, &mut c) else {
+            panic!("no body");
+        };
+        let v: serde_json::Value = serde_json::from_slice(&body.bytes).unwrap();
+        assert_eq!(v["callbackUri"], "http://127.0.0.1:9/load");
+        assert_eq!(body.hash.to_str().unwrap(), content_hash(&body.bytes));
+        let mut p = 0;
+        for (own, loops) in [("ctx \"q\"", false), ("load", false)] {
+            let Next::Body { body, .. } = bodies.next(0, Endpoint::PlayAudio, &mut p) else {
+                panic!("no body");
+            };
+            assert!(!body.never_ends);
+            let a = body.with_serial(1).unwrap();
+            let b = body.with_serial(0xabc).unwrap();
+            for (s, serial) in [(&a, "0000000000000001"), (&b, "0000000000000abc")] {
+                let v: serde_json::Value = serde_json::from_slice(&s.bytes).unwrap();
+                assert_eq!(s.context, format!("{own}#{serial}"));
+                assert_eq!(v["operationContext"], s.context.as_str());
+                assert_eq!(
+                    v.get("loop").and_then(|l| l.as_bool()).unwrap_or(false),
+                    loops
+                );
+                assert_eq!(s.hash.to_str().unwrap(), content_hash(&s.bytes));
+            }
+        }
+        // Without an awaiting step, plays stay as generated.
+        let mut plain = Bodies::generate(1, 1, &Endpoint::ALL, &|e, _, _| match e {
+            Endpoint::PlayAudio => vec![raw(
+                e,
+                r#"{"audioFileUri":"https://a.example/x.wav","loop":true}"#,
+            )],
+            _ => Vec::new(),
+        });
+        plain.for_events("http://127.0.0.1:9/load", &[]);
+        let Next::Body { body, .. } = plain.next(0, Endpoint::PlayAudio, &mut c) else {
+            panic!("no body");
+        };
+        assert!(body.never_ends && body.context_slot.is_none() && body.with_serial(1).is_none());
     }
 
     #[test]

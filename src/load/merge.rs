@@ -1209,6 +1209,46 @@ mod tests {
     }
 
     #[test]
+    fn awaited_event_rows_merge_like_requests_and_are_judged() {
+        // goose records an awaited event as a custom request: method `Custom`, key `EVENT X`.
+        let with_event = |index: usize, buckets: &[(u64, usize)]| {
+            let mut v = report(index, 2, 7, &[(1000, 2)]);
+            let calls = v["raw_metrics"]["requests"]["POST /calls"].clone();
+            let mut event =
+                report(index, 2, 7, buckets)["raw_metrics"]["requests"]["POST /calls"].clone();
+            event["path"] = "PlayAudioResult".into();
+            event["method"] = "Custom".into();
+            event["status_code_counts"] = serde_json::json!({"0": 0});
+            v["raw_metrics"]["requests"] = serde_json::json!({
+                "POST /calls": calls,
+                "EVENT PlayAudioResult": event,
+            });
+            shard(&v, &format!("{index}.json"))
+        };
+        let m = merge(
+            &check_set(vec![
+                with_event(0, &[(40_000, 4), (90_000, 1)]),
+                with_event(1, &[(2_000_000, 3)]),
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        let e = &m.metrics.requests["EVENT PlayAudioResult"];
+        assert_eq!((e.raw_data.counter, e.fail_count), (8, 2));
+        assert_eq!(e.raw_data.maximum_time_us, 2_000_000);
+        let rules: Vec<Rule> = [
+            "EVENT PlayAudioResult:p50<100ms",
+            "EVENT PlayAudioResult:max<1s",
+        ]
+        .iter()
+        .map(|r| Rule::parse(r).unwrap())
+        .collect();
+        let passed: Vec<bool> = judge(&rules, &m).iter().map(|r| r.passed).collect();
+        assert_eq!(passed, [true, false]);
+        assert!(rows(&m).iter().any(|r| r.name == "EVENT PlayAudioResult"));
+    }
+
+    #[test]
     fn reports_of_other_runs_are_refused_naming_the_file() {
         let mut r = three();
         r[1] = shard(&report(1, 3, 8, &[(1000, 1)]), "other-seed.json");

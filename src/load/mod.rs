@@ -12,6 +12,7 @@
 
 pub mod attack;
 pub mod bodies;
+pub mod events;
 pub mod guard;
 pub mod merge;
 pub mod scenario;
@@ -95,6 +96,10 @@ pub struct LoadConfig {
     pub shards: Option<u32>,
     /// `--start-at`.
     pub start_at: Option<String>,
+    /// `--callback-url`.
+    pub callback_url: Option<String>,
+    /// `--callback-listen`.
+    pub callback_listen: Option<String>,
 }
 
 impl std::fmt::Debug for LoadConfig {
@@ -122,6 +127,11 @@ impl std::fmt::Debug for LoadConfig {
             .field("shards", &self.shards)
             .field("start_at", &self.start_at)
             .field("timeout", &self.timeout)
+            .field(
+                "callback_url",
+                &self.callback_url.as_deref().map(crate::redact::url),
+            )
+            .field("callback_listen", &self.callback_listen)
             .finish_non_exhaustive()
     }
 }
@@ -156,6 +166,8 @@ struct Plan {
     start_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Per-request timeout.
     timeout: Duration,
+    /// The event receiver's configuration (`--callback-url`, `--callback-listen`).
+    receiver: crate::receiver::ReceiverConfig,
 }
 
 /// Runs `acs-harness load`; returns the exit status (0 held, 1 breached, 2 not started
@@ -251,6 +263,11 @@ fn prepare_shard(args: &LoadConfig, shard: shard::Shard) -> Result<Plan, String>
         })?;
     }
     let destination = destination(args)?;
+    let receiver = events::receiver_config(
+        args.callback_url.as_deref(),
+        args.callback_listen.as_deref(),
+    )?;
+    check_events_reach_us(&file, &destination, args.callback_url.is_some())?;
     let timeout = match &args.timeout {
         Some(t) => request_timeout(t)?,
         None => DEFAULT_TIMEOUT,
@@ -311,6 +328,7 @@ fn prepare_shard(args: &LoadConfig, shard: shard::Shard) -> Result<Plan, String>
         destination,
         shard,
         start_at,
+        receiver,
     };
     // goose checks the remaining combinations itself: let it now, before anything starts.
     goose::config::GooseConfiguration::parse_args_default(&goose_args(
@@ -360,6 +378,32 @@ fn read_replay(path: &Path, file: &ScenarioFile, shard: shard::Shard) -> Result<
         }
     }
     Ok(bodies)
+}
+
+/// A scenario that awaits events against a target off this machine needs a callbackUri
+/// that target can reach: the loopback default would make every wait miss.
+fn check_events_reach_us(
+    file: &ScenarioFile,
+    destination: &Destination,
+    callback_url: bool,
+) -> Result<(), String> {
+    let awaited = file.awaited();
+    let Destination::Host { url, .. } = destination else {
+        return Ok(());
+    };
+    if awaited.is_empty()
+        || callback_url
+        || url.host().is_some_and(|h| events::is_loopback_host(&h))
+    {
+        return Ok(());
+    }
+    let names: Vec<&str> = awaited.iter().map(|k| k.name()).collect();
+    Err(format!(
+        "scenario {} awaits {}, but {} cannot send events to this machine's loopback: give --callback-url with a URL it reaches (and --callback-listen where the receiver listens)",
+        file.source,
+        names.join(", "),
+        crate::redact::url(url.as_str())
+    ))
 }
 
 /// The target as decided from the options alone. No `--host` means the embedded double,
@@ -775,7 +819,7 @@ async fn execute(args: LoadConfig, plan: Plan) -> u8 {
         Err(e) => return not_started(outputs, &goose_error(&e)),
     };
     let endpoints = plan.file.endpoints();
-    let bodies = match plan.replay {
+    let mut bodies = match plan.replay {
         Some(b) => b,
         None => Bodies::generate(
             plan.shard.seed(plan.seed),
@@ -813,11 +857,27 @@ async fn execute(args: LoadConfig, plan: Plan) -> u8 {
         },
         plan.seed
     ));
+    let listen = plan.receiver.listen;
+    let receiver = match crate::receiver::Receiver::start(plan.receiver).await {
+        Ok(r) => r,
+        Err(e) => {
+            return not_started(
+                outputs,
+                &format!("cannot start the event receiver on {listen}: {e}"),
+            );
+        }
+    };
+    let callback_uri = receiver.callback_uri(events::CALLBACK_TAG);
+    let awaited = plan.file.awaited();
+    let awaited_endpoints: Vec<Endpoint> = awaited.iter().map(|k| k.endpoint()).collect();
+    bodies.for_events(&callback_uri, &awaited_endpoints);
+    output::println(&events::describe(&receiver, &callback_uri, &awaited));
     let ctx = Arc::new(attack::Context {
         target,
         bodies,
         all_bodies_sent: std::sync::atomic::AtomicBool::new(false),
         calls: attack::Calls::default(),
+        receiver,
     });
     let mut attack = match goose::GooseAttack::initialize_with_config(config) {
         Ok(a) => a,
@@ -870,6 +930,8 @@ async fn execute(args: LoadConfig, plan: Plan) -> u8 {
     output::print(&format!("{metrics}"));
     // Every call the run created is hung up before it ends, however it ended.
     crate::output::println(&attack::hang_up_all(&ctx, CALLS_GRACE).await.to_string());
+    output::println(&events::summary(&ctx.receiver));
+    ctx.receiver.shutdown();
     if !plan.rules.is_empty() {
         output::println("\nThresholds");
         output::print(&threshold::table(&plan.rules, &results));

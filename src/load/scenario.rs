@@ -4,6 +4,7 @@
 //! Files are checked completely before any load starts; every mistake is reported as
 //! `file:line: reason` so it can be fixed without guessing.
 
+use super::events::{self, Await, EventKind};
 use crate::contract::Endpoint;
 use serde::Deserialize;
 use std::fmt;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The scenario files shipped in `scenarios/`, embedded so a name works from any directory.
-pub const SHIPPED: [(&str, &str); 3] = [
+pub const SHIPPED: [(&str, &str); 4] = [
     (
         "call-creation",
         include_str!("../../scenarios/call-creation.toml"),
@@ -19,6 +20,10 @@ pub const SHIPPED: [(&str, &str); 3] = [
     (
         "play-audio",
         include_str!("../../scenarios/play-audio.toml"),
+    ),
+    (
+        "play-audio-think",
+        include_str!("../../scenarios/play-audio-think.toml"),
     ),
     ("mixed", include_str!("../../scenarios/mixed.toml")),
 ];
@@ -75,7 +80,8 @@ pub struct Scenario {
     pub on_stop: Vec<Step>,
 }
 
-/// One step: a request to an endpoint, repeated, each followed by a think time.
+/// One step: a request to an endpoint, repeated, each followed by the wait for its
+/// event (when it awaits one) and a think time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
     /// The endpoint requested.
@@ -84,6 +90,8 @@ pub struct Step {
     pub repeat: usize,
     /// Pause after each request.
     pub think: Duration,
+    /// The event each request awaits before the think time (`await = "PlayAudioResult"`).
+    pub awaits: Option<Await>,
 }
 
 impl Scenario {
@@ -103,6 +111,18 @@ impl ScenarioFile {
             .scenarios
             .iter()
             .flat_map(|s| s.all_steps().map(|st| st.endpoint))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The events any step awaits; empty when no step awaits one.
+    pub fn awaited(&self) -> Vec<EventKind> {
+        let mut out: Vec<EventKind> = self
+            .scenarios
+            .iter()
+            .flat_map(|s| s.all_steps().filter_map(|st| st.awaits.map(|a| a.event)))
             .collect();
         out.sort();
         out.dedup();
@@ -147,6 +167,9 @@ struct RawStep {
     repeat: Positive,
     #[serde(default)]
     think: Dur,
+    #[serde(rename = "await")]
+    awaits: Option<toml::Spanned<String>>,
+    await_timeout: Option<toml::Spanned<Dur>>,
 }
 
 fn one() -> Positive {
@@ -219,6 +242,62 @@ impl<'de> Deserialize<'de> for EndpointName {
             ))
         })
     }
+}
+
+/// Checks a step's `await` (and `await_timeout`): an event its endpoint causes, and a
+/// timeout above 0 and at most [`events::MAX_AWAIT_TIMEOUT`]. Errors carry the offset.
+fn step_await(
+    endpoint: Endpoint,
+    name: &toml::Spanned<String>,
+    timeout: Option<toml::Spanned<Dur>>,
+) -> Result<Await, (usize, String)> {
+    let at = name.span().start;
+    let Some(event) = EventKind::from_name(name.get_ref()) else {
+        let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
+        return Err((
+            at,
+            format!(
+                "unknown event {:?}; a step can await {}",
+                name.get_ref(),
+                known.join(", ")
+            ),
+        ));
+    };
+    if event.endpoint() != endpoint {
+        let why = match EventKind::for_endpoint(endpoint) {
+            Some(own) => format!(
+                "a {} step cannot await {}; it can await {}",
+                endpoint.name(),
+                event.name(),
+                own.name()
+            ),
+            None => format!(
+                "a {} step cannot await an event; {} is awaited by a {} step",
+                endpoint.name(),
+                event.name(),
+                event.endpoint().name()
+            ),
+        };
+        return Err((at, why));
+    }
+    let timeout = match timeout {
+        None => events::DEFAULT_AWAIT_TIMEOUT,
+        Some(t) => {
+            let d = t.get_ref().0;
+            if d.is_zero() || d > events::MAX_AWAIT_TIMEOUT {
+                return Err((
+                    t.span().start,
+                    format!(
+                        "await_timeout must be above 0 and at most {}, got {}",
+                        format_duration(events::MAX_AWAIT_TIMEOUT),
+                        format_duration(d)
+                    ),
+                ));
+            }
+            d
+        }
+    };
+    Ok(Await { event, timeout })
 }
 
 /// Formats a duration the way [`crate::duration::parse`] reads it (`1m30s`, `250ms`).
@@ -402,10 +481,23 @@ pub fn parse(file: &str, text: &str) -> Result<ScenarioFile, ScenarioError> {
                         format!("repeat is at most {MAX_REPEAT}, got {}", st.repeat.0),
                     ));
                 }
+                let awaits = match (st.awaits, st.await_timeout) {
+                    (None, None) => None,
+                    (None, Some(t)) => {
+                        return Err(err(
+                            t.span().start,
+                            "await_timeout without await: name the event the step awaits, e.g. await = \"PlayAudioResult\"".into(),
+                        ));
+                    }
+                    (Some(name), timeout) => Some(
+                        step_await(endpoint, &name, timeout).map_err(|(at, why)| err(at, why))?,
+                    ),
+                };
                 out.push(Step {
                     endpoint,
                     repeat: st.repeat.0,
                     think: st.think.0,
+                    awaits,
                 });
             }
             Ok(out)
@@ -499,6 +591,75 @@ mod tests {
         );
         assert!(e.reason.contains("repat"), "{e}");
         assert_eq!(e.to_string(), format!("t.toml:3: {}", e.reason));
+    }
+
+    #[test]
+    fn steps_await_the_event_their_request_causes() {
+        let f = parse(
+            "t.toml",
+            "[[scenario]]\nname = \"a\"\nsteps = [\n  { endpoint = \"create-call\", await = \"CallLegStateChanged\" },\n  { endpoint = \"play-audio\", await = \"Microsoft.Communication.PlayAudioResult\", await_timeout = \"1500ms\" },\n  { endpoint = \"invite-participants\", await = \"InviteParticipantResult\" },\n]\n",
+        )
+        .unwrap();
+        let awaits: Vec<Option<Await>> = f.scenarios[0].steps.iter().map(|s| s.awaits).collect();
+        assert_eq!(
+            awaits,
+            [
+                Some(Await {
+                    event: EventKind::CallLegStateChanged,
+                    timeout: events::DEFAULT_AWAIT_TIMEOUT
+                }),
+                Some(Await {
+                    event: EventKind::PlayAudioResult,
+                    timeout: Duration::from_millis(1500)
+                }),
+                Some(Await {
+                    event: EventKind::InviteParticipantResult,
+                    timeout: events::DEFAULT_AWAIT_TIMEOUT
+                }),
+            ]
+        );
+        assert_eq!(f.awaited(), EventKind::ALL);
+        let shipped = load(&ScenarioRef::Name("play-audio".into())).unwrap();
+        assert_eq!(shipped.awaited(), [EventKind::PlayAudioResult]);
+        let think = load(&ScenarioRef::Name("play-audio-think".into())).unwrap();
+        assert!(think.awaited().is_empty());
+
+        let step = |extra: &str| {
+            error(&format!(
+                "[[scenario]]\nname = \"a\"\nsteps = [\n  {{ endpoint = \"create-call\" }},\n  {{ endpoint = \"play-audio\"{extra} }},\n]\n"
+            ))
+        };
+        for (extra, reason) in [
+            (
+                ", await = \"DtmfReceived\"",
+                "unknown event \"DtmfReceived\"",
+            ),
+            (
+                ", await = \"InviteParticipantResult\"",
+                "a play-audio step cannot await InviteParticipantResult; it can await PlayAudioResult",
+            ),
+            (", await_timeout = \"1s\"", "await_timeout without await"),
+            (
+                ", await = \"PlayAudioResult\", await_timeout = \"0\"",
+                "await_timeout must be above 0",
+            ),
+            (
+                ", await = \"PlayAudioResult\", await_timeout = \"1h\"",
+                "at most 5m",
+            ),
+        ] {
+            let e = step(extra);
+            assert_eq!(e.line, 5, "{e}");
+            assert!(e.reason.contains(reason), "{e}");
+        }
+        let e = error(
+            "[[scenario]]\nname = \"a\"\nsteps = [\n  { endpoint = \"create-call\" },\n  { endpoint = \"hangup\", await = \"CallLegStateChanged\" },\n]\n",
+        );
+        assert!(
+            e.reason
+                .contains("a hangup step cannot await an event; CallLegStateChanged is awaited by a create-call step"),
+            "{e}"
+        );
     }
 
     #[test]

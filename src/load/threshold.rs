@@ -3,8 +3,10 @@
 //! keeps their results in its metrics and writes them into its reports.
 //!
 //! The harness only adds its syntax (request name first, as the issue asks), checks the
-//! request name against the six endpoints before any load starts, and prints the table.
+//! request name against the six endpoints and the awaited events (`EVENT PlayAudioResult`,
+//! see [`super::events`]) before any load starts, and prints the table.
 
+use super::events::EventKind;
 use crate::contract::Endpoint;
 use goose::threshold::{Threshold, ThresholdResult};
 use std::fmt::Write as _;
@@ -45,14 +47,16 @@ impl Rule {
             (None, text)
         };
         let request = match request {
-            Some(name) => match super::attack::endpoint_named(name) {
-                Some(e) => Some(super::attack::request_key(e)),
-                None => {
+            Some(name) => match (super::attack::endpoint_named(name), EventKind::named(name)) {
+                (Some(e), _) => Some(super::attack::request_key(e)),
+                (None, Some(k)) => Some(k.request_key()),
+                (None, None) => {
                     let names: Vec<String> =
                         Endpoint::ALL.iter().map(|e| e.request_name()).collect();
                     return Err(fail(format!(
-                        "no request is named {name:?}; requests are named {} (or by their endpoint name, e.g. play-audio)",
-                        names.join(", ")
+                        "no request is named {name:?}; requests are named {} (or by their endpoint name, e.g. play-audio), awaited events {}",
+                        names.join(", "),
+                        EventKind::request_names()
                     )));
                 }
             },
@@ -203,6 +207,21 @@ mod tests {
             let r = Rule::parse(&format!(" {name} : max<=2s ")).unwrap();
             assert_eq!(r.goose, "max<=2s for POST play-audio");
         }
+        // An awaited event's latency is a request of its own.
+        for name in [
+            "EVENT PlayAudioResult",
+            "event PlayAudioResult",
+            "EVENT Microsoft.Communication.PlayAudioResult",
+        ] {
+            let r = Rule::parse(&format!("{name}:p95<1500ms")).unwrap();
+            assert_eq!(r.goose, "p95<1500ms for EVENT PlayAudioResult");
+        }
+        assert_eq!(
+            Rule::parse("error-rate<1% for EVENT CallLegStateChanged")
+                .unwrap()
+                .goose,
+            "error-rate<1% for EVENT CallLegStateChanged"
+        );
         assert_eq!(Rule::parse("error-rate<1%").unwrap().goose, "error-rate<1%");
         assert_eq!(Rule::parse("rps>=100").unwrap().goose, "rps>=100");
         assert_eq!(
@@ -220,6 +239,8 @@ mod tests {
             "p100<1s",
             "POST /call:p95<1s",
             "GET /calls:p95<1s",
+            "EVENT DtmfReceived:p95<1s",
+            "PlayAudioResult:p95<1s",
             "p95<fast",
             "error-rate<150%",
         ] {
@@ -228,6 +249,7 @@ mod tests {
         }
         let e = Rule::parse("POST /call:p95<1s").unwrap_err();
         assert!(e.reason.contains("POST /calls/{callId}/PlayAudio"), "{e}");
+        assert!(e.reason.contains("EVENT PlayAudioResult"), "{e}");
     }
 
     #[test]

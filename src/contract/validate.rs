@@ -614,10 +614,13 @@ impl Checker {
     }
 }
 
-/// Whether `s` is an RFC 3339 date-time in UTC (`Z`, or the offset `+00:00`).
+/// Whether `s` is an RFC 3339 date-time in UTC (`Z`, or the offset `+00:00`), with
+/// the grammar's `T` between date and time (chrono also takes the space a note of the
+/// RFC allows for reading, which the `date-time` production does not).
 pub fn is_utc_timestamp(s: &str) -> bool {
     let utc = s.ends_with(['Z', 'z']) || s.ends_with("+00:00");
-    utc && chrono::DateTime::parse_from_rfc3339(s).is_ok()
+    let t = matches!(s.as_bytes().get(10), Some(b'T' | b't'));
+    utc && t && chrono::DateTime::parse_from_rfc3339(s).is_ok()
 }
 
 #[cfg(test)]

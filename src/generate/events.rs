@@ -64,8 +64,9 @@ fn guid_value(n: u128) -> Value {
 
 /// An RFC 3339 UTC time with 7 fractional digits, as the service writes it.
 fn event_time(secs: i64, nanos: u32) -> String {
-    chrono::DateTime::from_timestamp(secs, nanos)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.7fZ").to_string())
+    // chrono has no 7-digit fraction (100 ns ticks, as .NET writes them); add it.
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| format!("{}.{:07}Z", t.format("%Y-%m-%dT%H:%M:%S"), nanos / 100))
         .unwrap_or_else(|| "2021-05-05T20:38:22.0476663Z".to_string())
 }
 

@@ -37,8 +37,11 @@ const PLAY_RESULTS: &[(&str, i64, i64, &str)] = &[
     ),
 ];
 
+/// `Code`, `Subcode` and `Message` of a result info.
+type ResultInfoParts = (i64, i64, &'static str);
+
 /// Result infos of InviteParticipantResult (`None` sends `null`).
-const INVITE_RESULTS: &[(&str, Option<(i64, i64, &str)>)] = &[
+const INVITE_RESULTS: &[(&str, Option<ResultInfoParts>)] = &[
     ("Completed", None),
     (
         "Completed",

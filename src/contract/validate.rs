@@ -811,6 +811,28 @@ mod tests {
     }
 
     #[test]
+    fn utc_timestamps() {
+        for good in [
+            "2021-05-05T20:38:22.0476663Z",
+            "2026-11-23T10:00:00Z",
+            "2026-11-23t10:00:00z",
+            "2026-11-23T10:00:00+00:00",
+        ] {
+            assert!(is_utc_timestamp(good), "{good}");
+        }
+        for bad in [
+            "2026-11-23T10:00:00+01:00",
+            "2026-11-23 10:00:00Z",
+            "2026-11-23T10:00:00",
+            "2026-13-23T10:00:00Z",
+            "Mon, 23 Nov 2026 10:00:00 GMT",
+            "",
+        ] {
+            assert!(!is_utc_timestamp(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn e164_and_uris() {
         for good in ["+12", "+14251001000", "+999999999999999"] {
             assert!(is_e164(good), "{good}");

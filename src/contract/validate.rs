@@ -4,6 +4,7 @@
 use super::schema::{self, Case, Field, IDENTIFIER_KINDS, RAW_ID, Ty};
 use super::{Endpoint, MAX_BODY_BYTES, RequestBody, SuccessBody, is_json_content_type};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 
 /// Which rule of the contract a request or response broke.
@@ -346,11 +347,13 @@ enum At<'a> {
     Item(&'a str, usize),
 }
 
-impl At<'_> {
-    fn path(self) -> String {
+impl<'a> At<'a> {
+    /// The JSON path; borrowed for a top-level property, which needs no building.
+    fn path(self) -> Cow<'a, str> {
         match self {
-            At::Key(parent, key) => child(parent, key),
-            At::Item(parent, i) => format!("{parent}[{i}]"),
+            At::Key("", key) => Cow::Borrowed(key),
+            At::Key(parent, key) => Cow::Owned(child(parent, key)),
+            At::Item(parent, i) => Cow::Owned(format!("{parent}[{i}]")),
         }
     }
 }

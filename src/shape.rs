@@ -23,11 +23,8 @@
 //! - **Bodies**: empty is `null`; a body that is not JSON is `"<non-JSON body>"` (no byte
 //!   count, since an HTML error page's length varies from call to call).
 
+use crate::contract::schema::{Enumeration, response_enum};
 use serde_json::{Map, Value, json};
-
-/// The contract's enum-valued response properties, by key at the top of the body,
-/// with their literals (src/contract/CONTRACT.md, "the media operation body").
-const ENUMS: &[(&str, &[&str])] = &[("status", &["notStarted", "running", "completed", "failed"])];
 
 /// What an enum-valued property outside its enum becomes.
 pub const NOT_IN_ENUM: &str = "<string, not in enum>";
@@ -84,8 +81,10 @@ pub fn body_shape(body: &[u8]) -> Value {
         Ok(Value::Object(map)) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| {
-                    let s = match ENUMS.iter().find(|(key, _)| *key == k) {
-                        Some((_, literals)) => enum_shape(&v, literals),
+                    // The contract's enum-valued properties at the top of a response
+                    // body (the media operation `status`), from the schema table.
+                    let s = match response_enum(&k) {
+                        Some(e) => enum_shape(&v, e),
                         None => value_shape(&v),
                     };
                     (k, s)
@@ -122,9 +121,9 @@ pub fn value_shape(v: &Value) -> Value {
     }
 }
 
-fn enum_shape(v: &Value, literals: &[&str]) -> Value {
+fn enum_shape(v: &Value, e: &Enumeration) -> Value {
     match v {
-        Value::String(s) if literals.contains(&s.as_str()) => v.clone(),
+        Value::String(s) if e.contains(s) => v.clone(),
         Value::String(_) => Value::String(NOT_IN_ENUM.into()),
         other => value_shape(other),
     }

@@ -4,10 +4,14 @@
 //! Everything else in the harness (the double, the generators, the gate, the load
 //! runner) asks this module what the API is, so the contract lives in one place.
 
+pub mod events;
+pub mod schema;
 mod validate;
 
+pub use schema::participant_id;
 pub use validate::{
-    Rule, Violation, is_e164, is_http_uri, validate_error_body, validate_request, validate_response,
+    Rule, Violation, is_e164, is_http_uri, is_utc_timestamp, validate_error_body, validate_request,
+    validate_response,
 };
 
 use std::fmt;

@@ -1,8 +1,10 @@
 //! Request and response validators: every rule of src/contract/CONTRACT.md, reported with the JSON
 //! path of the offending value so a 400 message or a gate failure says exactly what.
 
+use super::schema::{self, Case, Field, IDENTIFIER_KINDS, RAW_ID, Ty};
 use super::{Endpoint, MAX_BODY_BYTES, RequestBody, SuccessBody, is_json_content_type};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 
 /// Which rule of the contract a request or response broke.
@@ -45,6 +47,14 @@ pub enum Rule {
     UnexpectedBody,
     /// `operationContext` of the request not echoed in the media operation.
     NotEchoed,
+    /// A whole number below its minimum.
+    OutOfRange,
+    /// A time that is not RFC 3339 in UTC.
+    BadTimestamp,
+    /// An event `subject` that is not `callLeg/<CallLegId>/<kind>` of its event.
+    BadSubject,
+    /// An event `data` key not in PascalCase.
+    KeyCase,
 }
 
 impl Rule {
@@ -69,6 +79,10 @@ impl Rule {
             Rule::UndocumentedStatus => "undocumented-status",
             Rule::UnexpectedBody => "unexpected-body",
             Rule::NotEchoed => "not-echoed",
+            Rule::OutOfRange => "out-of-range",
+            Rule::BadTimestamp => "bad-timestamp",
+            Rule::BadSubject => "bad-subject",
+            Rule::KeyCase => "key-case",
         }
     }
 }
@@ -102,7 +116,7 @@ impl fmt::Display for Violation {
 }
 
 impl Violation {
-    fn new(path: &str, rule: Rule, message: impl Into<String>) -> Self {
+    pub(super) fn new(path: &str, rule: Rule, message: impl Into<String>) -> Self {
         Violation {
             path: path.to_string(),
             rule,
@@ -110,12 +124,6 @@ impl Violation {
         }
     }
 }
-
-const MODALITIES: &[&str] = &["audio", "video"];
-const CALL_EVENTS: &[&str] = &["participantsUpdated", "dtmfReceived"];
-const TEAMS_CLOUDS: &[&str] = &["public", "dod", "gcch"];
-const OPERATION_STATUSES: &[&str] = &["notStarted", "running", "completed", "failed"];
-const IDENTIFIER_KINDS: [&str; 3] = ["communicationUser", "phoneNumber", "microsoftTeamsUser"];
 
 /// Validates a request body for `endpoint`. On success returns the parsed body (`None`
 /// when there is none); otherwise every violation found.
@@ -140,14 +148,8 @@ pub fn validate_request(
     }
     let object = parse_object(content_type, body)?;
     let mut c = Checker::default();
-    match endpoint {
-        Endpoint::CreateCall => c.create_call(&object),
-        Endpoint::PlayAudio => c.play_audio(&object),
-        Endpoint::CancelMediaProcessing => {
-            c.string(&object, "", "operationContext", false, false);
-        }
-        Endpoint::InviteParticipants => c.invite(&object),
-        Endpoint::Hangup | Endpoint::RemoveParticipant => {}
+    if let Some(fields) = schema::request_fields(endpoint) {
+        c.fields(&object, "", fields, Case::Camel);
     }
     c.finish().map(|()| Some(Value::Object(object)))
 }
@@ -241,9 +243,7 @@ pub fn validate_response(
     };
     let mut c = Checker::default();
     match endpoint.success_body() {
-        SuccessBody::CallLeg => {
-            c.string(&object, "", "callLegId", true, true);
-        }
+        SuccessBody::CallLeg => c.fields(&object, "", schema::CALL_LEG, Case::Camel),
         SuccessBody::MediaOperation => c.media_operation(&object, request_context),
         SuccessBody::Empty => {}
     }
@@ -254,8 +254,7 @@ pub fn validate_response(
 pub fn validate_error_body(content_type: Option<&str>, body: &[u8]) -> Result<(), Vec<Violation>> {
     let object = parse_response_object(content_type, body)?;
     let mut c = Checker::default();
-    c.string(&object, "", "code", true, true);
-    c.string(&object, "", "message", true, true);
+    c.fields(&object, "", schema::ERROR_BODY, Case::Camel);
     c.finish()
 }
 
@@ -296,36 +295,20 @@ pub fn is_e164(s: &str) -> bool {
         && b[2..].iter().all(u8::is_ascii_digit)
 }
 
-/// Whether `s` is an absolute `http`/`https` URI (RFC 3986, so ASCII only, as the
-/// OpenAPI document's `format: uri` says) with a non-empty authority and no whitespace
-/// or backslash.
+/// Whether `s` is an absolute `http`/`https` URI with a non-empty host, by a strict
+/// RFC 3986 parser (so ASCII only, as the OpenAPI document's `format: uri` says; no
+/// whitespace, no backslash).
 ///
-/// The scheme and authority are checked on the text as sent, before `url` parses it:
-/// a WHATWG parser repairs `https:///x` into `https://x/` and `http://a\\b` into
-/// `http://a/b`, and a contract check must judge what the client wrote, not its repair.
+/// Not a WHATWG URL parser: that one repairs `https:///x` into `https://x/` and
+/// `http://a\\b` into `http://a/b`, and a contract check must judge what the client
+/// wrote, not its repair.
 pub fn is_http_uri(s: &str) -> bool {
-    let Some((scheme, rest)) = s.split_once("://") else {
+    let Ok(uri) = fluent_uri::Uri::parse(s) else {
         return false;
     };
-    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
-        return false;
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() {
-        return false;
-    }
-    if !s.is_ascii()
-        || s.bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'\\')
-    {
-        return false;
-    }
-    match url::Url::parse(s) {
-        Ok(u) => {
-            matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
-        }
-        Err(_) => false,
-    }
+    let scheme = uri.scheme().as_str();
+    (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
+        && uri.authority().is_some_and(|a| !a.host().is_empty())
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -354,13 +337,35 @@ fn child(parent: &str, key: &str) -> String {
     }
 }
 
+/// Where a value sits, built into a JSON path only when a violation needs it: the
+/// walker checks every field of every body, and most are fine.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    /// A property `key` of the object at `parent`.
+    Key(&'a str, &'a str),
+    /// Item `index` of the array at `parent`.
+    Item(&'a str, usize),
+}
+
+impl<'a> At<'a> {
+    /// The JSON path; borrowed for a top-level property, which needs no building.
+    fn path(self) -> Cow<'a, str> {
+        match self {
+            At::Key("", key) => Cow::Borrowed(key),
+            At::Key(parent, key) => Cow::Owned(child(parent, key)),
+            At::Item(parent, i) => Cow::Owned(format!("{parent}[{i}]")),
+        }
+    }
+}
+
+/// Walks a body against the table in [`schema`], collecting every violation.
 #[derive(Default)]
-struct Checker {
+pub(super) struct Checker {
     out: Vec<Violation>,
 }
 
 impl Checker {
-    fn finish(self) -> Result<(), Vec<Violation>> {
+    pub(super) fn finish(self) -> Result<(), Vec<Violation>> {
         if self.out.is_empty() {
             Ok(())
         } else {
@@ -368,280 +373,230 @@ impl Checker {
         }
     }
 
-    fn push(&mut self, path: &str, rule: Rule, message: impl Into<String>) {
+    pub(super) fn push(&mut self, path: &str, rule: Rule, message: impl Into<String>) {
         self.out.push(Violation::new(path, rule, message));
     }
 
-    /// The non-null value of `key`, reporting a required one that is missing or null.
-    fn field<'a>(
+    /// Checks every field of `fields` in the object `obj` at `parent`, keys in `case`.
+    pub(super) fn fields(
         &mut self,
-        obj: &'a Map<String, Value>,
+        obj: &Map<String, Value>,
         parent: &str,
-        key: &str,
-        required: bool,
-    ) -> Option<&'a Value> {
-        match obj.get(key) {
+        fields: &[Field],
+        case: Case,
+    ) {
+        for f in fields {
+            self.field(obj, parent, f, case);
+        }
+    }
+
+    /// Checks one field: a required one must be present and not `null`; a present,
+    /// non-null value must follow its type's rule.
+    pub(super) fn field(&mut self, obj: &Map<String, Value>, parent: &str, f: &Field, case: Case) {
+        let key = case.key(f.name);
+        match obj.get(&*key) {
             Some(Value::Null) => {
-                if required {
-                    self.push(&child(parent, key), Rule::Null, "required property is null");
-                }
-                None
-            }
-            Some(v) => Some(v),
-            None => {
-                if required {
+                if f.required {
                     self.push(
-                        &child(parent, key),
+                        &child(parent, &key),
+                        Rule::Null,
+                        "required property is null",
+                    );
+                }
+            }
+            Some(v) => self.value(v, At::Key(parent, &key), f.ty, case),
+            None => {
+                if f.required {
+                    self.push(
+                        &child(parent, &key),
                         Rule::Missing,
                         "required property is missing",
                     );
                 }
-                None
             }
         }
     }
 
-    fn expect_type(&mut self, path: &str, v: &Value, want: &str) {
+    fn expect_type(&mut self, at: At<'_>, v: &Value, want: &str) {
         self.push(
-            path,
+            &at.path(),
             Rule::WrongType,
             format!("expected {want}, got {}", type_name(v)),
         );
     }
 
-    fn string<'a>(
-        &mut self,
-        obj: &'a Map<String, Value>,
-        parent: &str,
-        key: &str,
-        required: bool,
-        non_empty: bool,
-    ) -> Option<&'a str> {
-        let v = self.field(obj, parent, key, required)?;
+    /// The string `v`, reporting any other JSON type.
+    fn string<'v>(&mut self, v: &'v Value, at: At<'_>) -> Option<&'v str> {
         match v {
-            Value::String(s) if non_empty && s.is_empty() => {
-                self.push(&child(parent, key), Rule::EmptyString, "must not be empty");
-                None
-            }
             Value::String(s) => Some(s),
             other => {
-                self.expect_type(&child(parent, key), other, "string");
+                self.expect_type(at, other, "string");
                 None
             }
         }
     }
 
-    fn boolean(&mut self, obj: &Map<String, Value>, parent: &str, key: &str) {
-        if let Some(v) = self.field(obj, parent, key, false)
-            && !v.is_boolean()
-        {
-            self.expect_type(&child(parent, key), v, "boolean");
-        }
-    }
-
-    fn integer(&mut self, obj: &Map<String, Value>, parent: &str, key: &str) {
-        if let Some(v) = self.field(obj, parent, key, true)
-            && !(v.is_i64() || v.is_u64())
-        {
-            self.expect_type(&child(parent, key), v, "integer");
-        }
-    }
-
-    fn object<'a>(
-        &mut self,
-        obj: &'a Map<String, Value>,
-        parent: &str,
-        key: &str,
-        required: bool,
-    ) -> Option<&'a Map<String, Value>> {
-        match self.field(obj, parent, key, required)? {
-            Value::Object(m) => Some(m),
-            other => {
-                self.expect_type(&child(parent, key), other, "object");
-                None
-            }
-        }
-    }
-
-    fn uri(&mut self, obj: &Map<String, Value>, parent: &str, key: &str, required: bool) {
-        if let Some(s) = self.string(obj, parent, key, required, false)
-            && !is_http_uri(s)
-        {
-            self.push(
-                &child(parent, key),
-                Rule::NotAbsoluteUri,
-                "not an absolute http(s) URI",
-            );
-        }
-    }
-
-    /// `{ "value": E.164 }` at `parent.key`.
-    fn phone_body(&mut self, obj: &Map<String, Value>, parent: &str, key: &str, required: bool) {
-        let path = child(parent, key);
-        if let Some(phone) = self.object(obj, parent, key, required)
-            && let Some(value) = self.string(phone, &path, "value", true, false)
-            && !is_e164(value)
-        {
-            self.push(
-                &child(&path, "value"),
-                Rule::BadE164,
-                "not E.164 (+ and 2 to 15 digits, no leading 0)",
-            );
-        }
-    }
-
-    fn identifier(&mut self, v: &Value, path: &str) {
-        let Value::Object(obj) = v else {
-            self.expect_type(path, v, "object (a CommunicationIdentifier)");
-            return;
-        };
-        let present: Vec<&str> = IDENTIFIER_KINDS
-            .into_iter()
-            .filter(|k| obj.get(*k).is_some_and(|v| !v.is_null()))
-            .collect();
-        if present.len() != 1 {
-            self.push(
-                path,
-                Rule::IdentifierKinds,
-                format!(
-                    "an identifier has exactly one of communicationUser, phoneNumber, microsoftTeamsUser; got {}",
-                    if present.is_empty() { "none".to_string() } else { present.join(" and ") }
-                ),
-            );
-        }
-        self.string(obj, path, "rawId", false, false);
-        for kind in present {
-            match kind {
-                "communicationUser" => {
-                    let p = child(path, kind);
-                    if let Some(u) = self.object(obj, path, kind, true) {
-                        self.string(u, &p, "id", true, true);
-                    }
-                }
-                "phoneNumber" => self.phone_body(obj, path, kind, true),
-                _ => {
-                    let p = child(path, kind);
-                    if let Some(t) = self.object(obj, path, kind, true) {
-                        self.string(t, &p, "userId", true, true);
-                        self.boolean(t, &p, "isAnonymous");
-                        if let Some(cloud) = self.string(t, &p, "cloud", false, false)
-                            && !TEAMS_CLOUDS.contains(&cloud)
-                        {
-                            self.push(
-                                &child(&p, "cloud"),
-                                Rule::UnknownEnumValue,
-                                format!("must be one of {}", TEAMS_CLOUDS.join(", ")),
-                            );
-                        }
-                    }
+    fn value(&mut self, v: &Value, at: At<'_>, ty: Ty, case: Case) {
+        match ty {
+            Ty::String { non_empty } => {
+                if let Some(s) = self.string(v, at)
+                    && non_empty
+                    && s.is_empty()
+                {
+                    self.push(&at.path(), Rule::EmptyString, "must not be empty");
                 }
             }
-        }
-    }
-
-    fn array<'a>(
-        &mut self,
-        obj: &'a Map<String, Value>,
-        parent: &str,
-        key: &str,
-        non_empty: bool,
-    ) -> Option<&'a Vec<Value>> {
-        match self.field(obj, parent, key, true)? {
-            Value::Array(a) if non_empty && a.is_empty() => {
-                self.push(&child(parent, key), Rule::EmptyArray, "must not be empty");
-                None
-            }
-            Value::Array(a) => Some(a),
-            other => {
-                self.expect_type(&child(parent, key), other, "array");
-                None
-            }
-        }
-    }
-
-    fn identifiers(&mut self, obj: &Map<String, Value>, key: &str) {
-        if let Some(items) = self.array(obj, "", key, true) {
-            for (i, item) in items.iter().enumerate() {
-                self.identifier(item, &format!("{key}[{i}]"));
-            }
-        }
-    }
-
-    fn enum_array(
-        &mut self,
-        obj: &Map<String, Value>,
-        key: &str,
-        allowed: &[&str],
-        non_empty: bool,
-    ) {
-        let Some(items) = self.array(obj, "", key, non_empty) else {
-            return;
-        };
-        let mut seen: Vec<&str> = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let path = format!("{key}[{i}]");
-            match item {
-                Value::String(s) if !allowed.contains(&s.as_str()) => {
+            Ty::Uri => {
+                if let Some(s) = self.string(v, at)
+                    && !is_http_uri(s)
+                {
                     self.push(
-                        &path,
-                        Rule::UnknownEnumValue,
-                        format!("{:?} is not one of {}", truncate(s, 40), allowed.join(", ")),
+                        &at.path(),
+                        Rule::NotAbsoluteUri,
+                        "not an absolute http(s) URI",
                     );
                 }
-                Value::String(s) if seen.contains(&s.as_str()) => {
+            }
+            Ty::E164 => {
+                if let Some(s) = self.string(v, at)
+                    && !is_e164(s)
+                {
                     self.push(
-                        &path,
+                        &at.path(),
+                        Rule::BadE164,
+                        "not E.164 (+ and 2 to 15 digits, no leading 0)",
+                    );
+                }
+            }
+            Ty::Enum(e) => {
+                if let Some(s) = self.string(v, at)
+                    && !e.contains(s)
+                {
+                    self.push(
+                        &at.path(),
+                        Rule::UnknownEnumValue,
+                        format!(
+                            "{:?} is not one of {}",
+                            truncate(s, 40),
+                            e.values.join(", ")
+                        ),
+                    );
+                }
+            }
+            Ty::Timestamp => {
+                if let Some(s) = self.string(v, at)
+                    && !is_utc_timestamp(s)
+                {
+                    self.push(
+                        &at.path(),
+                        Rule::BadTimestamp,
+                        format!("{:?} is not an RFC 3339 time in UTC", truncate(s, 40)),
+                    );
+                }
+            }
+            Ty::Bool => {
+                if !v.is_boolean() {
+                    self.expect_type(at, v, "boolean");
+                }
+            }
+            Ty::Integer { min } => match (v.as_i64(), v.is_u64()) {
+                (Some(n), _) if min.is_some_and(|m| n < m) => self.push(
+                    &at.path(),
+                    Rule::OutOfRange,
+                    format!("{n} is below the minimum {}", min.unwrap_or_default()),
+                ),
+                (Some(_), _) | (None, true) => {}
+                _ => self.expect_type(at, v, "integer"),
+            },
+            Ty::Object(fields) => match v {
+                Value::Object(m) => self.fields(m, &at.path(), fields, case),
+                other => self.expect_type(at, other, "object"),
+            },
+            Ty::Identifier => self.identifier(v, at, case),
+            Ty::Array {
+                items,
+                non_empty,
+                unique,
+            } => match v {
+                Value::Array(a) if non_empty && a.is_empty() => {
+                    self.push(&at.path(), Rule::EmptyArray, "must not be empty");
+                }
+                Value::Array(a) => self.items(a, &at.path(), *items, unique, case),
+                other => self.expect_type(at, other, "array"),
+            },
+        }
+    }
+
+    /// Checks every item; a repeated string item of a `unique` array is reported at
+    /// its second appearance.
+    fn items(&mut self, items: &[Value], path: &str, ty: Ty, unique: bool, case: Case) {
+        let mut seen: Vec<&str> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let before = self.out.len();
+            self.value(item, At::Item(path, i), ty, case);
+            if !unique || self.out.len() != before {
+                continue;
+            }
+            if let Value::String(s) = item {
+                if seen.contains(&s.as_str()) {
+                    self.push(
+                        &format!("{path}[{i}]"),
                         Rule::DuplicateItem,
                         format!("{s:?} appears more than once"),
                     );
+                } else {
+                    seen.push(s);
                 }
-                Value::String(s) => seen.push(s),
-                other => self.expect_type(&path, other, "string"),
             }
         }
     }
 
-    fn create_call(&mut self, o: &Map<String, Value>) {
-        if let Some(source) = self.field(o, "", "source", true) {
-            self.identifier(source, "source");
-        }
-        self.identifiers(o, "targets");
-        self.uri(o, "", "callbackUri", true);
-        self.enum_array(o, "requestedModalities", MODALITIES, true);
-        self.enum_array(o, "requestedCallEvents", CALL_EVENTS, false);
-        self.string(o, "", "subject", false, false);
-        self.phone_body(o, "", "sourceAlternateIdentity", false);
-    }
-
-    fn play_audio(&mut self, o: &Map<String, Value>) {
-        self.uri(o, "", "audioFileUri", true);
-        self.boolean(o, "", "loop");
-        self.string(o, "", "operationContext", false, false);
-        self.string(o, "", "resourceId", false, false);
-    }
-
-    fn invite(&mut self, o: &Map<String, Value>) {
-        self.identifiers(o, "participants");
-        self.string(o, "", "operationContext", false, false);
-        self.phone_body(o, "", "alternateCallerId", false);
-    }
-
-    fn media_operation(&mut self, o: &Map<String, Value>, request_context: Option<&str>) {
-        self.string(o, "", "id", true, true);
-        if let Some(status) = self.string(o, "", "status", true, false)
-            && !OPERATION_STATUSES.contains(&status)
-        {
+    /// A CommunicationIdentifier: exactly one kind, each present kind and `rawId`
+    /// following their rules.
+    fn identifier(&mut self, v: &Value, at: At<'_>, case: Case) {
+        let Value::Object(obj) = v else {
+            self.expect_type(at, v, "object (a CommunicationIdentifier)");
+            return;
+        };
+        let path = at.path();
+        let present: Vec<_> = IDENTIFIER_KINDS
+            .iter()
+            .filter(|k| obj.get(&*case.key(k.name)).is_some_and(|v| !v.is_null()))
+            .collect();
+        if present.len() != 1 {
+            let names: Vec<_> = IDENTIFIER_KINDS.iter().map(|k| case.key(k.name)).collect();
+            let got: Vec<_> = present.iter().map(|k| case.key(k.name)).collect();
             self.push(
-                "status",
-                Rule::UnknownEnumValue,
+                &path,
+                Rule::IdentifierKinds,
                 format!(
-                    "{:?} is not one of {}",
-                    truncate(status, 40),
-                    OPERATION_STATUSES.join(", ")
+                    "an identifier has exactly one of {}; got {}",
+                    names.join(", "),
+                    if got.is_empty() {
+                        "none".to_string()
+                    } else {
+                        got.join(" and ")
+                    }
                 ),
             );
         }
-        let echoed = self.string(o, "", "operationContext", false, false);
+        self.field(obj, &path, &RAW_ID, case);
+        for kind in present {
+            self.field(obj, &path, &kind.field(), case);
+        }
+    }
+
+    /// The media operation body; its `operationContext` must echo the request's.
+    fn media_operation(&mut self, o: &Map<String, Value>, request_context: Option<&str>) {
+        // The echo is reported right after the property's own rule, as it is read.
+        let fields = schema::MEDIA_OPERATION;
+        let split = fields
+            .iter()
+            .position(|f| f.name == "operationContext")
+            .map_or(fields.len(), |i| i + 1);
+        let (head, tail) = fields.split_at(split);
+        self.fields(o, "", head, Case::Camel);
+        let echoed = o.get("operationContext").and_then(Value::as_str);
         if let Some(sent) = request_context
             && echoed != Some(sent)
         {
@@ -658,12 +613,17 @@ impl Checker {
                 ),
             );
         }
-        if let Some(info) = self.object(o, "", "resultInfo", false) {
-            self.integer(info, "resultInfo", "code");
-            self.integer(info, "resultInfo", "subcode");
-            self.string(info, "resultInfo", "message", true, false);
-        }
+        self.fields(o, "", tail, Case::Camel);
     }
+}
+
+/// Whether `s` is an RFC 3339 date-time in UTC (`Z`, or the offset `+00:00`), with
+/// the grammar's `T` between date and time (chrono also takes the space a note of the
+/// RFC allows for reading, which the `date-time` production does not).
+pub fn is_utc_timestamp(s: &str) -> bool {
+    let utc = s.ends_with(['Z', 'z']) || s.ends_with("+00:00");
+    let t = matches!(s.as_bytes().get(10), Some(b'T' | b't'));
+    utc && t && chrono::DateTime::parse_from_rfc3339(s).is_ok()
 }
 
 #[cfg(test)]
@@ -851,6 +811,28 @@ mod tests {
                 .rule,
             Rule::ContentType
         );
+    }
+
+    #[test]
+    fn utc_timestamps() {
+        for good in [
+            "2021-05-05T20:38:22.0476663Z",
+            "2026-11-23T10:00:00Z",
+            "2026-11-23t10:00:00z",
+            "2026-11-23T10:00:00+00:00",
+        ] {
+            assert!(is_utc_timestamp(good), "{good}");
+        }
+        for bad in [
+            "2026-11-23T10:00:00+01:00",
+            "2026-11-23 10:00:00Z",
+            "2026-11-23T10:00:00",
+            "2026-13-23T10:00:00Z",
+            "Mon, 23 Nov 2026 10:00:00 GMT",
+            "",
+        ] {
+            assert!(!is_utc_timestamp(bad), "{bad}");
+        }
     }
 
     #[test]

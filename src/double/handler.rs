@@ -477,20 +477,6 @@ fn call_key(id: &str) -> Option<u128> {
     (&*u.hyphenated().encode_lower(&mut buf) == id).then_some(u.as_u128())
 }
 
-/// The `participantId` of an identifier: its `rawId`, else the kind's id.
-fn participant_id(identifier: &Value) -> Option<&str> {
-    if let Some(raw) = identifier.get("rawId").and_then(Value::as_str) {
-        return Some(raw);
-    }
-    [
-        ("communicationUser", "id"),
-        ("phoneNumber", "value"),
-        ("microsoftTeamsUser", "userId"),
-    ]
-    .iter()
-    .find_map(|(kind, field)| identifier.get(kind)?.get(field)?.as_str())
-}
-
 /// What the handler knows of a request's body.
 #[derive(Debug, Clone, Copy)]
 enum Body {
@@ -1080,7 +1066,11 @@ fn add_participants(
     cap: usize,
 ) -> (usize, usize) {
     let (mut added, mut removed) = (0, 0);
-    for id in identifiers.into_iter().flatten().filter_map(participant_id) {
+    for id in identifiers
+        .into_iter()
+        .flatten()
+        .filter_map(contract::participant_id)
+    {
         let b = participant_bytes(id);
         let id: Arc<str> = id.into();
         if call

@@ -1,6 +1,9 @@
 //! Defects: the single, labelled contract violation an invalid request carries, the
 //! classes of defects each endpoint has, and how one is planted into a valid body.
 
+use crate::contract::schema::{
+    self, Case, Field, IDENTIFIER_KINDS, JsonType, PHONE_BODY, RAW_ID, Step, Ty,
+};
 use crate::contract::{Endpoint, RequestBody, Rule};
 use proptest::sample::Index;
 use serde_json::{Map, Value};
@@ -44,11 +47,19 @@ pub enum DefectKind {
     NotUtf8,
     /// The body is sent with a `Content-Type` other than JSON, or none.
     WrongContentType,
+    /// A whole number below its minimum (event data).
+    OutOfRange,
+    /// A time that is not RFC 3339 in UTC (event `eventTime`).
+    BadTimestamp,
+    /// An event `subject` of another kind or call.
+    BadSubject,
+    /// An event `data` key in camelCase.
+    KeyCase,
 }
 
 impl DefectKind {
     /// Every kind, for parsing labels.
-    pub const ALL: [DefectKind; 17] = [
+    pub const ALL: [DefectKind; 21] = [
         DefectKind::MissingRequired,
         DefectKind::NullRequired,
         DefectKind::WrongType,
@@ -66,6 +77,10 @@ impl DefectKind {
         DefectKind::NotObjectString,
         DefectKind::NotUtf8,
         DefectKind::WrongContentType,
+        DefectKind::OutOfRange,
+        DefectKind::BadTimestamp,
+        DefectKind::BadSubject,
+        DefectKind::KeyCase,
     ];
 
     /// The stable kebab-case label (`missing-required`, `bad-e164`, ...).
@@ -88,6 +103,10 @@ impl DefectKind {
             DefectKind::NotObjectString => "not-object-string",
             DefectKind::NotUtf8 => "not-utf8",
             DefectKind::WrongContentType => "wrong-content-type",
+            DefectKind::OutOfRange => "out-of-range",
+            DefectKind::BadTimestamp => "bad-timestamp",
+            DefectKind::BadSubject => "bad-subject",
+            DefectKind::KeyCase => "key-case",
         }
     }
 
@@ -108,6 +127,10 @@ impl DefectKind {
             DefectKind::NotObjectArray | DefectKind::NotObjectString => Rule::NotObject,
             DefectKind::NotUtf8 => Rule::NotUtf8,
             DefectKind::WrongContentType => Rule::ContentType,
+            DefectKind::OutOfRange => Rule::OutOfRange,
+            DefectKind::BadTimestamp => Rule::BadTimestamp,
+            DefectKind::BadSubject => Rule::BadSubject,
+            DefectKind::KeyCase => Rule::KeyCase,
         }
     }
 
@@ -215,9 +238,6 @@ fn class(kind: DefectKind, site: impl Into<String>) -> DefectClass {
     }
 }
 
-const IDENTIFIER_KINDS: [&str; 3] = ["communicationUser", "phoneNumber", "microsoftTeamsUser"];
-const PHONE_BODIES: [&str; 2] = ["sourceAlternateIdentity", "alternateCallerId"];
-
 /// Required property: missing, null, wrong type.
 fn required(out: &mut Vec<DefectClass>, site: &str) {
     use DefectKind::*;
@@ -226,55 +246,76 @@ fn required(out: &mut Vec<DefectClass>, site: &str) {
     }
 }
 
-/// Every defect of an identifier at `at` (`source`, `targets[*]`, ...).
-fn identifier_classes(out: &mut Vec<DefectClass>, at: &str) {
-    use DefectKind::*;
-    out.push(class(WrongType, at));
-    out.push(class(IdentifierNoKind, at));
-    out.push(class(IdentifierTwoKinds, at));
-    out.push(class(WrongType, format!("{at}.rawId")));
-    out.push(class(WrongType, format!("{at}.communicationUser")));
-    required(out, &format!("{at}.communicationUser.id"));
-    out.push(class(EmptyString, format!("{at}.communicationUser.id")));
-    phone_classes(out, &format!("{at}.phoneNumber"));
-    let teams = format!("{at}.microsoftTeamsUser");
-    out.push(class(WrongType, teams.clone()));
-    required(out, &format!("{teams}.userId"));
-    out.push(class(EmptyString, format!("{teams}.userId")));
-    out.push(class(WrongType, format!("{teams}.isAnonymous")));
-    out.push(class(WrongType, format!("{teams}.cloud")));
-    out.push(class(UnknownEnumValue, format!("{teams}.cloud")));
-}
-
-/// Every defect of a `{ "value": E.164 }` body at `at`.
-fn phone_classes(out: &mut Vec<DefectClass>, at: &str) {
-    out.push(class(DefectKind::WrongType, at));
-    let value = format!("{at}.value");
-    required(out, &value);
-    out.push(class(DefectKind::BadE164, value));
-}
-
-fn uri_classes(out: &mut Vec<DefectClass>, site: &str) {
-    required(out, site);
-    out.push(class(DefectKind::RelativeUri, site));
-    out.push(class(DefectKind::NotUri, site));
-}
-
-fn enum_array_classes(out: &mut Vec<DefectClass>, site: &str, non_empty: bool) {
-    use DefectKind::*;
-    required(out, site);
-    if non_empty {
-        out.push(class(EmptyArray, site));
+fn join(site: &str, key: &str) -> String {
+    if site.is_empty() {
+        key.to_string()
+    } else {
+        format!("{site}.{key}")
     }
-    out.push(class(DuplicateEnumItem, site));
-    out.push(class(UnknownEnumValue, format!("{site}[*]")));
-    out.push(class(WrongType, format!("{site}[*]")));
 }
 
-fn identifier_array_classes(out: &mut Vec<DefectClass>, site: &str) {
-    required(out, site);
-    out.push(class(DefectKind::EmptyArray, site));
-    identifier_classes(out, &format!("{site}[*]"));
+/// Every property-level defect of the field `f` at `site`: its presence and type,
+/// then what its type's rule allows to break.
+pub(crate) fn field_classes(out: &mut Vec<DefectClass>, site: &str, f: &Field, case: Case) {
+    if f.required {
+        required(out, site);
+    } else {
+        out.push(class(DefectKind::WrongType, site));
+    }
+    ty_classes(out, site, f.ty, case);
+}
+
+/// The defects a value of type `ty` at `site` can carry besides its JSON type.
+fn ty_classes(out: &mut Vec<DefectClass>, site: &str, ty: Ty, case: Case) {
+    use DefectKind::*;
+    match ty {
+        Ty::String { non_empty: true } => out.push(class(EmptyString, site)),
+        Ty::String { .. } | Ty::Bool | Ty::Integer { min: None } => {}
+        Ty::Integer { min: Some(_) } => out.push(class(OutOfRange, site)),
+        Ty::Uri => {
+            out.push(class(RelativeUri, site));
+            out.push(class(NotUri, site));
+        }
+        Ty::E164 => out.push(class(BadE164, site)),
+        Ty::Enum(_) => out.push(class(UnknownEnumValue, site)),
+        Ty::Timestamp => out.push(class(BadTimestamp, site)),
+        Ty::Object(fields) => {
+            for f in fields {
+                field_classes(out, &join(site, &case.key(f.name)), f, case);
+            }
+        }
+        Ty::Identifier => {
+            out.push(class(IdentifierNoKind, site));
+            out.push(class(IdentifierTwoKinds, site));
+            field_classes(out, &join(site, &case.key(RAW_ID.name)), &RAW_ID, case);
+            for kind in &IDENTIFIER_KINDS {
+                let f = kind.field();
+                field_classes(out, &join(site, &case.key(f.name)), &f, case);
+            }
+        }
+        Ty::Array {
+            items,
+            non_empty,
+            unique,
+        } => {
+            if non_empty {
+                out.push(class(EmptyArray, site));
+            }
+            if unique {
+                out.push(class(DuplicateEnumItem, site));
+            }
+            let item = format!("{site}[*]");
+            // Enum items list their value rule first: the order the gate has always
+            // run (and seeds have always drawn) them in.
+            if let Ty::Enum(_) = items {
+                out.push(class(UnknownEnumValue, item.clone()));
+                out.push(class(WrongType, item));
+            } else {
+                out.push(class(WrongType, item.clone()));
+                ty_classes(out, &item, *items, case);
+            }
+        }
+    }
 }
 
 fn body_classes(out: &mut Vec<DefectClass>) {
@@ -294,32 +335,11 @@ fn body_classes(out: &mut Vec<DefectClass>) {
 /// then the body-level ones. Remove participant ignores its body, so it has none.
 pub fn defect_classes(endpoint: Endpoint) -> Vec<DefectClass> {
     let mut out = Vec::new();
-    match endpoint {
-        Endpoint::CreateCall => {
-            required(&mut out, "source");
-            identifier_classes(&mut out, "source");
-            identifier_array_classes(&mut out, "targets");
-            uri_classes(&mut out, "callbackUri");
-            enum_array_classes(&mut out, "requestedModalities", true);
-            enum_array_classes(&mut out, "requestedCallEvents", false);
-            out.push(class(DefectKind::WrongType, "subject"));
-            phone_classes(&mut out, "sourceAlternateIdentity");
-        }
-        Endpoint::PlayAudio => {
-            uri_classes(&mut out, "audioFileUri");
-            for site in ["loop", "operationContext", "resourceId"] {
-                out.push(class(DefectKind::WrongType, site));
-            }
-        }
-        Endpoint::CancelMediaProcessing => {
-            out.push(class(DefectKind::WrongType, "operationContext"));
-        }
-        Endpoint::InviteParticipants => {
-            identifier_array_classes(&mut out, "participants");
-            out.push(class(DefectKind::WrongType, "operationContext"));
-            phone_classes(&mut out, "alternateCallerId");
-        }
-        Endpoint::Hangup | Endpoint::RemoveParticipant => {}
+    let Some(fields) = schema::request_fields(endpoint) else {
+        return out;
+    };
+    for f in fields {
+        field_classes(&mut out, f.name, f, Case::Camel);
     }
     if endpoint.request_body() != RequestBody::Ignored {
         body_classes(&mut out);
@@ -331,7 +351,7 @@ pub fn defect_classes(endpoint: Endpoint) -> Vec<DefectClass> {
 }
 
 /// Valid pieces a defect may need where the base body has none of the right shape:
-/// one identifier of each kind and a phone number body.
+/// one identifier of each kind and a phone number body (camelCase).
 #[derive(Debug, Clone)]
 pub(crate) struct Fill {
     pub communication_user: Value,
@@ -341,11 +361,12 @@ pub(crate) struct Fill {
 }
 
 impl Fill {
-    fn identifier(&self, kind: &str) -> Value {
+    /// An identifier of the kind `IDENTIFIER_KINDS[kind]`.
+    fn identifier(&self, kind: usize) -> &Value {
         match kind {
-            "communicationUser" => self.communication_user.clone(),
-            "phoneNumber" => self.phone_number.clone(),
-            _ => self.teams_user.clone(),
+            0 => &self.communication_user,
+            1 => &self.phone_number,
+            _ => &self.teams_user,
         }
     }
 }
@@ -358,49 +379,15 @@ pub(crate) struct Picks {
     pub variant: Index,
 }
 
-/// The JSON type a site holds, to choose a value of another type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum JsonType {
-    String,
-    Bool,
-    Array,
-    Object,
-}
-
-fn expected_type(site: &str) -> JsonType {
-    if site.ends_with("Modalities[*]") || site.ends_with("Events[*]") {
-        return JsonType::String;
-    }
-    if site.ends_with("[*]") {
-        return JsonType::Object;
-    }
-    let last = site.rsplit('.').next().unwrap_or(site);
-    match last {
-        "targets" | "participants" | "requestedModalities" | "requestedCallEvents" => {
-            JsonType::Array
-        }
-        "source"
-        | "communicationUser"
-        | "phoneNumber"
-        | "microsoftTeamsUser"
-        | "sourceAlternateIdentity"
-        | "alternateCallerId" => JsonType::Object,
-        "loop" | "isAnonymous" => JsonType::Bool,
-        _ => JsonType::String,
-    }
-}
-
 fn wrong_value(expected: JsonType, variant: Index) -> Value {
     let mut candidates: Vec<Value> = Vec::with_capacity(12);
     if expected != JsonType::String {
         candidates.extend(["true", "42", "", "audio"].map(|s| Value::String(s.into())));
     }
-    candidates.extend([
-        Value::from(0),
-        Value::from(1),
-        Value::from(-7),
-        Value::from(1.5),
-    ]);
+    if expected != JsonType::Integer {
+        candidates.extend([Value::from(0), Value::from(1), Value::from(-7)]);
+    }
+    candidates.push(Value::from(1.5));
     if expected != JsonType::Bool {
         candidates.extend([Value::Bool(true), Value::Bool(false)]);
     }
@@ -418,24 +405,15 @@ fn wrong_value(expected: JsonType, variant: Index) -> Value {
     candidates.swap_remove(i)
 }
 
-const BAD_MODALITIES: &[&str] = &[
-    "Audio",
-    "AUDIO",
-    "Video",
-    "voice",
-    "screenShare",
-    "audio ",
+const BAD_TIMESTAMPS: &[&str] = &[
+    "2021-05-05T22:38:22+02:00",
+    "2021-05-05T20:38:22",
+    "2021-05-05 20:38:22Z",
+    "05/05/2021 20:38:22",
+    "2021-13-05T20:38:22Z",
+    "1620247102",
     "",
 ];
-const BAD_EVENTS: &[&str] = &[
-    "ParticipantsUpdated",
-    "DtmfReceived",
-    "participantsupdated",
-    "toneReceived",
-    "callEnded",
-    "",
-];
-const BAD_CLOUDS: &[&str] = &["Public", "DoD", "GCCH", "gov", "china", ""];
 const NOT_URIS: &[&str] = &[
     "not a uri",
     "https://",
@@ -551,37 +529,54 @@ fn two_kinds(fill: &Fill, variant: Index) -> Value {
     let mut m = Map::new();
     for v in [a, b] {
         if let Value::Object(o) = v {
-            for kind in IDENTIFIER_KINDS {
-                if let Some(k) = o.get(kind) {
-                    m.insert(kind.to_string(), k.clone());
+            for kind in &IDENTIFIER_KINDS {
+                if let Some(k) = o.get(kind.name) {
+                    m.insert(kind.name.to_string(), k.clone());
                 }
             }
-            if let Some(raw) = o.get("rawId") {
-                m.insert("rawId".into(), raw.clone());
+            if let Some(raw) = o.get(RAW_ID.name) {
+                m.insert(RAW_ID.name.into(), raw.clone());
             }
         }
     }
     Value::Object(m)
 }
 
-/// One step of a site pattern.
-enum Seg<'a> {
-    Key(&'a str),
-    Any,
+/// A defect class resolved against the schema table once, so planting one per
+/// request walks no site strings: the steps to its site, each with its type.
+#[derive(Debug, Clone)]
+pub(crate) struct Planter {
+    pub class: DefectClass,
+    steps: Vec<Step>,
+    case: Case,
 }
 
-fn segments(site: &str) -> Vec<Seg<'_>> {
-    let mut out = Vec::new();
-    for token in site.split('.') {
-        match token.strip_suffix("[*]") {
-            Some(key) => {
-                out.push(Seg::Key(key));
-                out.push(Seg::Any);
+impl Planter {
+    /// A class of a request body of `endpoint` (body-level classes have no steps).
+    pub(crate) fn for_request(endpoint: Endpoint, class: DefectClass) -> Planter {
+        let steps = match schema::request_fields(endpoint) {
+            Some(fields) if !class.kind.is_body_level() => {
+                schema::resolve(fields, &class.site, Case::Camel)
             }
-            None => out.push(Seg::Key(token)),
+            _ => None,
+        };
+        Planter {
+            class,
+            steps: steps.unwrap_or_default(),
+            case: Case::Camel,
         }
     }
-    out
+
+    /// A class whose site has been resolved by the caller, with keys in `case`.
+    pub(crate) fn new(class: DefectClass, steps: Vec<Step>, case: Case) -> Planter {
+        Planter { class, steps, case }
+    }
+
+    /// Whether the class's site was found in the table (body-level classes have none).
+    #[cfg(test)]
+    pub(crate) fn resolved(&self) -> bool {
+        self.class.kind.is_body_level() || !self.steps.is_empty()
+    }
 }
 
 fn as_object(v: &mut Value) -> &mut Map<String, Value> {
@@ -605,15 +600,62 @@ fn as_array(v: &mut Value) -> &mut Vec<Value> {
     }
 }
 
-/// Makes sure `cur` has what the next key needs: an identifier of that kind, or a
-/// phone number body, so the planted defect is the only thing wrong.
-fn prepare<'a>(cur: &'a mut Value, key: &str, fill: &Fill) -> &'a mut Map<String, Value> {
-    if IDENTIFIER_KINDS.contains(&key) && !cur.get(key).is_some_and(Value::is_object) {
-        *cur = fill.identifier(key);
+/// A valid value of `ty` with only its required parts, for a site whose base body has
+/// nothing there (an empty array, a `null` optional object).
+fn example(ty: Ty, fill: &Fill, case: Case) -> Value {
+    match ty {
+        Ty::String { non_empty } => Value::String(if non_empty { "x" } else { "" }.into()),
+        Ty::Uri => Value::String("https://contoso.com/events".into()),
+        Ty::E164 => Value::String("+14255550100".into()),
+        Ty::Enum(e) => Value::String(e.values.first().copied().unwrap_or_default().into()),
+        Ty::Bool => Value::Bool(false),
+        Ty::Integer { min } => Value::from(min.unwrap_or(0)),
+        Ty::Timestamp => Value::String("2021-05-05T20:38:22.0476663Z".into()),
+        Ty::Object(fields) if fields == PHONE_BODY => case.convert(fill.phone_body.clone()),
+        Ty::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .filter(|f| f.required)
+                .map(|f| (case.key(f.name).into_owned(), example(f.ty, fill, case)))
+                .collect(),
+        ),
+        Ty::Identifier => case.convert(fill.communication_user.clone()),
+        Ty::Array {
+            items, non_empty, ..
+        } => Value::Array(if non_empty {
+            vec![example(*items, fill, case)]
+        } else {
+            Vec::new()
+        }),
+    }
+}
+
+/// Makes sure `cur` has what the step needs: an identifier of that kind, or an object
+/// where the step enters one, so the planted defect is the only thing wrong.
+fn prepare<'a>(
+    cur: &'a mut Value,
+    step: &Step,
+    fill: &Fill,
+    case: Case,
+) -> &'a mut Map<String, Value> {
+    let Step::Key {
+        name,
+        ty,
+        identifier_kind,
+    } = step
+    else {
+        return as_object(cur);
+    };
+    if let Some(kind) = identifier_kind
+        && !cur.get(&**name).is_some_and(Value::is_object)
+    {
+        *cur = case.convert(fill.identifier(*kind).clone());
     }
     let map = as_object(cur);
-    if PHONE_BODIES.contains(&key) && !map.get(key).is_some_and(Value::is_object) {
-        map.insert(key.to_string(), fill.phone_body.clone());
+    if let Ty::Object(_) = ty
+        && !map.get(&**name).is_some_and(Value::is_object)
+    {
+        map.insert(name.to_string(), example(*ty, fill, case));
     }
     map
 }
@@ -625,25 +667,25 @@ fn push_key(path: &mut String, key: &str) {
     path.push_str(key);
 }
 
-/// Plants a property-level defect of `class` into `root`; returns the concrete path.
-pub(crate) fn plant(class: &DefectClass, root: &mut Value, fill: &Fill, picks: Picks) -> String {
-    let segs = segments(&class.site);
-    let Some((last, parents)) = segs.split_last() else {
+/// Plants the property-level defect of `planter` into `root`; returns the concrete path.
+pub(crate) fn plant(planter: &Planter, root: &mut Value, fill: &Fill, picks: Picks) -> String {
+    let Some((last, parents)) = planter.steps.split_last() else {
         return String::new();
     };
+    let case = planter.case;
     let mut path = String::new();
     let mut cur = root;
-    for seg in parents {
-        cur = match seg {
-            Seg::Key(k) => {
-                let map = prepare(cur, k, fill);
-                push_key(&mut path, k);
-                map.entry(k.to_string()).or_insert(Value::Null)
+    for step in parents {
+        cur = match step {
+            Step::Key { name, .. } => {
+                let map = prepare(cur, step, fill, case);
+                push_key(&mut path, name);
+                map.entry(name.to_string()).or_insert(Value::Null)
             }
-            Seg::Any => {
+            Step::Item { ty } => {
                 let arr = as_array(cur);
                 if arr.is_empty() {
-                    arr.push(fill.communication_user.clone());
+                    arr.push(example(*ty, fill, case));
                 }
                 let i = picks.at.index(arr.len());
                 path.push_str(&format!("[{i}]"));
@@ -651,18 +693,18 @@ pub(crate) fn plant(class: &DefectClass, root: &mut Value, fill: &Fill, picks: P
             }
         };
     }
-    let kind = class.kind;
+    let kind = planter.class.kind;
     let slot: &mut Value = match last {
-        Seg::Key(k) => {
-            let map = prepare(cur, k, fill);
-            push_key(&mut path, k);
+        Step::Key { name, .. } => {
+            let map = prepare(cur, last, fill, case);
+            push_key(&mut path, name);
             if kind == DefectKind::MissingRequired {
-                map.remove(*k);
+                map.remove(&**name);
                 return path;
             }
-            map.entry(k.to_string()).or_insert(Value::Null)
+            map.entry(name.to_string()).or_insert(Value::Null)
         }
-        Seg::Any => {
+        Step::Item { .. } => {
             let arr = as_array(cur);
             if arr.is_empty() {
                 arr.push(Value::Null);
@@ -672,18 +714,20 @@ pub(crate) fn plant(class: &DefectClass, root: &mut Value, fill: &Fill, picks: P
             &mut arr[i]
         }
     };
+    let ty = last.ty();
     let v = picks.variant;
     *slot = match kind {
         DefectKind::MissingRequired | DefectKind::NullRequired => Value::Null,
-        DefectKind::WrongType => wrong_value(expected_type(&class.site), v),
+        DefectKind::WrongType => wrong_value(ty.json_type(), v),
         DefectKind::EmptyArray => Value::Array(Vec::new()),
         DefectKind::DuplicateEnumItem => {
             let arr = as_array(slot);
             if arr.is_empty() {
-                let item = if class.site.ends_with("Events") {
-                    "dtmfReceived"
-                } else {
-                    "audio"
+                let item = match ty {
+                    Ty::Array {
+                        items: Ty::Enum(e), ..
+                    } => e.values.last().copied().unwrap_or_default(),
+                    _ => "",
                 };
                 arr.push(Value::String(item.into()));
             }
@@ -695,22 +739,28 @@ pub(crate) fn plant(class: &DefectClass, root: &mut Value, fill: &Fill, picks: P
             return path;
         }
         DefectKind::UnknownEnumValue => {
-            let pool = if class.site.ends_with("cloud") {
-                BAD_CLOUDS
-            } else if class.site.contains("Events") {
-                BAD_EVENTS
-            } else {
-                BAD_MODALITIES
+            let pool: &[&str] = match ty {
+                Ty::Enum(e) => e.near_misses,
+                _ => &[""],
             };
             Value::String(pick(pool, v).into())
         }
         DefectKind::BadE164 => Value::String(bad_e164(slot, v)),
-        DefectKind::IdentifierNoKind => no_kind(fill, v),
-        DefectKind::IdentifierTwoKinds => two_kinds(fill, v),
+        DefectKind::IdentifierNoKind => case.convert(no_kind(fill, v)),
+        DefectKind::IdentifierTwoKinds => case.convert(two_kinds(fill, v)),
         DefectKind::RelativeUri => Value::String(relative_uri(slot, v)),
         DefectKind::NotUri => Value::String(pick(NOT_URIS, v).into()),
         DefectKind::EmptyString => Value::String(String::new()),
-        // Body-level kinds are planted by `body_defect`; they have no site.
+        DefectKind::OutOfRange => {
+            let min = match ty {
+                Ty::Integer { min } => min.unwrap_or(0),
+                _ => 0,
+            };
+            Value::from(min - 1 - v.index(1000) as i64)
+        }
+        DefectKind::BadTimestamp => Value::String(pick(BAD_TIMESTAMPS, v).into()),
+        // Body-level kinds are planted by `body_defect`, and event-level ones by the
+        // event generator; they have no site here.
         _ => slot.take(),
     };
     path
@@ -794,6 +844,41 @@ pub(crate) fn body_defect(
         _ => {
             let ct = WRONG_CONTENT_TYPES[v.index(WRONG_CONTENT_TYPES.len())].map(str::to_string);
             (ct, valid.as_bytes().to_vec())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+
+    #[test]
+    fn every_request_class_resolves_in_the_table() {
+        for e in Endpoint::ALL {
+            for class in defect_classes(e) {
+                let label = class.to_string();
+                assert!(Planter::for_request(e, class).resolved(), "{e}: {label}");
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_values_never_have_the_expected_type() {
+        for (ty, same) in [
+            (JsonType::String, Value::is_string as fn(&Value) -> bool),
+            (JsonType::Bool, Value::is_boolean),
+            (JsonType::Integer, |v: &Value| v.is_i64() || v.is_u64()),
+            (JsonType::Array, Value::is_array),
+            (JsonType::Object, Value::is_object),
+        ] {
+            let mut runner = proptest::test_runner::TestRunner::deterministic();
+            for _ in 0..200 {
+                let variant = any::<Index>().new_tree(&mut runner).unwrap().current();
+                let v = wrong_value(ty, variant);
+                assert!(!same(&v), "{ty:?}: {v}");
+            }
         }
     }
 }

@@ -115,7 +115,7 @@ fn identifier(seed: u64, i: usize) -> Value {
             (
                 wide,
                 pick(values::ANONYMOUS, h >> 16),
-                pick(values::CLOUDS, h >> 24),
+                pick(values::clouds(), h >> 24),
             ),
             raw,
         ),

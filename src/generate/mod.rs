@@ -5,6 +5,7 @@
 //! `acs-harness generate` prints them as JSON lines; all three replay from a seed.
 
 mod defect;
+pub mod events;
 mod large;
 mod values;
 
@@ -14,13 +15,14 @@ pub use large::{Size, sizes};
 use crate::contract::Endpoint;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use defect::{Fill, Picks};
+use defect::{Fill, Picks, Planter};
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use proptest::strategy::{BoxedStrategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 const JSON: &str = "application/json";
 
@@ -271,11 +273,12 @@ fn fill() -> impl Strategy<Value = Fill> + Clone {
         )
 }
 
-/// Plants one defect of a class drawn from `classes` into valid bodies of `e`.
+/// Plants one defect of a class drawn from `classes` (resolved against the schema
+/// table once, here, not per request) into valid bodies of `e`.
 fn invalid_from(
     e: Endpoint,
     body: BoxedStrategy<Value>,
-    classes: impl Strategy<Value = DefectClass> + 'static,
+    classes: impl Strategy<Value = Arc<Planter>> + 'static,
 ) -> BoxedStrategy<GeneratedRequest> {
     (
         classes,
@@ -285,14 +288,15 @@ fn invalid_from(
         any::<Index>(),
         any::<Index>(),
     )
-        .prop_map(move |(class, mut v, fill, at, item, variant)| {
+        .prop_map(move |(planter, mut v, fill, at, item, variant)| {
             let picks = Picks { at, item, variant };
+            let class = &planter.class;
             let (content_type, bytes, path) = if class.kind.is_body_level() {
                 let text = serde_json::to_string(&v).unwrap_or_default();
                 let (ct, bytes) = defect::body_defect(e, class.kind, &text, picks);
                 (ct, bytes, String::new())
             } else {
-                let path = defect::plant(&class, &mut v, &fill, picks);
+                let path = defect::plant(&planter, &mut v, &fill, picks);
                 (Some(JSON.to_string()), to_bytes(&v), path)
             };
             GeneratedRequest {
@@ -314,7 +318,13 @@ fn invalid_from(
 pub fn invalid(e: Endpoint) -> Result<BoxedStrategy<GeneratedRequest>, GenerateError> {
     let classes = defect_classes(e);
     match valid_value(e) {
-        Some(body) if !classes.is_empty() => Ok(invalid_from(e, body, select(classes))),
+        Some(body) if !classes.is_empty() => {
+            let planters: Vec<Arc<Planter>> = classes
+                .into_iter()
+                .map(|c| Arc::new(Planter::for_request(e, c)))
+                .collect();
+            Ok(invalid_from(e, body, select(planters)))
+        }
         _ => Err(GenerateError::NoInvalidBodies(e)),
     }
 }
@@ -331,7 +341,8 @@ pub fn invalid_of(
             class: class.to_string(),
         });
     }
-    Ok(invalid_from(e, body, Just(class.clone())))
+    let planter = Arc::new(Planter::for_request(e, class.clone()));
+    Ok(invalid_from(e, body, Just(planter)))
 }
 
 /// A ChaCha RNG fixed by `seed`, for runners that replay.

@@ -2,9 +2,11 @@
 //! free text and the five JSON bodies. Built from proptest combinators over fixed
 //! tables (no regex strategies) so generation is fast and values shrink piecewise.
 
+use crate::contract::schema::{CREATE_CALL, TEAMS_CLOUDS, Ty};
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{Map, Value};
+use std::sync::OnceLock;
 
 /// A few ACS resource ids; real traffic reuses a handful of resources.
 pub(super) const RESOURCES: &[&str] = &[
@@ -118,22 +120,48 @@ pub(super) const CONTEXT_TAGS: &[&str] = &[
 
 const RESOURCE_TAGS: &[&str] = &["welcome-prompt", "hold-music-v2", "menu-de-DE"];
 
-/// Unique, non-empty subsets of the modalities, in every order.
-const MODALITY_SETS: &[&[&str]] = &[
-    &["audio"],
-    &["video"],
-    &["audio", "video"],
-    &["video", "audio"],
-];
+/// The arrays of unique enum items a create-call body draws `field` from: `[]` when the
+/// table allows an empty array, each value alone, then every ordered pair (for the
+/// contract's two-value enumerations, every unique subset in every order).
+fn unique_sets(
+    field: &str,
+    cache: &'static OnceLock<Vec<Vec<&'static str>>>,
+) -> Vec<&'static [&'static str]> {
+    let sets = cache.get_or_init(|| {
+        let mut out: Vec<Vec<&'static str>> = Vec::new();
+        let Some(Ty::Array {
+            items: Ty::Enum(e),
+            non_empty,
+            ..
+        }) = CREATE_CALL.iter().find(|f| f.name == field).map(|f| f.ty)
+        else {
+            return out;
+        };
+        if !non_empty {
+            out.push(Vec::new());
+        }
+        out.extend(e.values.iter().map(|v| vec![*v]));
+        for (i, a) in e.values.iter().enumerate() {
+            for (j, b) in e.values.iter().enumerate() {
+                if i != j {
+                    out.push(vec![*a, *b]);
+                }
+            }
+        }
+        out
+    });
+    sets.iter().map(Vec::as_slice).collect()
+}
 
-/// Unique subsets of the call events, in every order, including none.
-const EVENT_SETS: &[&[&str]] = &[
-    &[],
-    &["participantsUpdated"],
-    &["dtmfReceived"],
-    &["participantsUpdated", "dtmfReceived"],
-    &["dtmfReceived", "participantsUpdated"],
-];
+fn modality_sets() -> Vec<&'static [&'static str]> {
+    static SETS: OnceLock<Vec<Vec<&'static str>>> = OnceLock::new();
+    unique_sets("requestedModalities", &SETS)
+}
+
+fn event_sets() -> Vec<&'static [&'static str]> {
+    static SETS: OnceLock<Vec<Vec<&'static str>>> = OnceLock::new();
+    unique_sets("requestedCallEvents", &SETS)
+}
 
 /// Formats a 128-bit number as a lower-case GUID.
 pub(crate) fn guid(n: u128) -> String {
@@ -160,7 +188,15 @@ type PhoneParts = ((&'static str, u32), u64);
 type TeamsParts = (u128, Option<bool>, Option<&'static str>);
 
 pub(super) const ANONYMOUS: &[Option<bool>] = &[None, Some(false), Some(true)];
-pub(super) const CLOUDS: &[Option<&str>] = &[None, Some("public"), Some("dod"), Some("gcch")];
+/// `cloud` of a Teams user: absent, or one of the table's clouds.
+pub(super) fn clouds() -> &'static [Option<&'static str>] {
+    static CLOUDS: OnceLock<Vec<Option<&'static str>>> = OnceLock::new();
+    CLOUDS.get_or_init(|| {
+        std::iter::once(None)
+            .chain(TEAMS_CLOUDS.values.iter().copied().map(Some))
+            .collect()
+    })
+}
 
 fn user_parts() -> impl Strategy<Value = UserParts> + Clone {
     (select(RESOURCES), any::<u128>())
@@ -171,7 +207,7 @@ fn phone_parts() -> impl Strategy<Value = PhoneParts> + Clone {
 }
 
 fn teams_parts() -> impl Strategy<Value = TeamsParts> + Clone {
-    (any::<u128>(), select(ANONYMOUS), select(CLOUDS))
+    (any::<u128>(), select(ANONYMOUS), select(clouds()))
 }
 
 /// `8:acs:<resource>_<user>`, the id ACS identity issues.
@@ -386,8 +422,8 @@ pub(crate) fn create_call() -> impl Strategy<Value = Value> + Clone {
         identifier_weighted([12, 2, 1]),
         prop::collection::vec(identifier(), 1..=5),
         callback_uri(),
-        select(MODALITY_SETS),
-        select(EVENT_SETS),
+        select(modality_sets()),
+        select(event_sets()),
         optional(string_value(subject())),
         optional(phone_body()),
     )
@@ -460,6 +496,16 @@ mod tests {
     use crate::contract::is_e164;
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
+
+    #[test]
+    fn unique_sets_are_every_order_of_every_subset() {
+        let m: Vec<_> = modality_sets().iter().map(|s| s.join(",")).collect();
+        assert_eq!(m, ["audio", "video", "audio,video", "video,audio"]);
+        let e: Vec<_> = event_sets().iter().map(|s| s.join(",")).collect();
+        assert_eq!(e[0], "", "requestedCallEvents may be empty");
+        assert_eq!(e.len(), 5);
+        assert_eq!(clouds(), [None, Some("public"), Some("dod"), Some("gcch")]);
+    }
 
     #[test]
     fn phone_numbers_are_e164_from_fiction_ranges_of_every_length_edge() {

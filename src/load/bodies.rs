@@ -77,7 +77,12 @@ impl PreparedBody {
             (Endpoint::InviteParticipants, Some(v)) => v
                 .get("participants")
                 .and_then(|p| p.as_array())
-                .map(|list| list.iter().filter_map(participant_id).collect())
+                .map(|list| {
+                    list.iter()
+                        .filter_map(crate::contract::participant_id)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
@@ -196,23 +201,6 @@ fn header(s: &str) -> HeaderValue {
     // are checked by `HeaderValue::from_str`. A value that is not a valid header is sent
     // as an empty header instead of failing the run.
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// The participant id an invitation creates, as src/contract/CONTRACT.md defines it.
-fn participant_id(identifier: &serde_json::Value) -> Option<String> {
-    let s = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_string);
-    s(identifier.get("rawId"))
-        .or_else(|| {
-            s(identifier
-                .get("communicationUser")
-                .and_then(|c| c.get("id")))
-        })
-        .or_else(|| s(identifier.get("phoneNumber").and_then(|c| c.get("value"))))
-        .or_else(|| {
-            s(identifier
-                .get("microsoftTeamsUser")
-                .and_then(|c| c.get("userId")))
-        })
 }
 
 /// The position of an endpoint in [`Endpoint::ALL`], for per-endpoint arrays.

@@ -45,6 +45,10 @@ pub enum Rule {
     UnexpectedBody,
     /// `operationContext` of the request not echoed in the media operation.
     NotEchoed,
+    /// A 405 whose `Allow` header does not list the path's method, or lists the refused one.
+    AllowHeader,
+    /// An error message that does not name the offending property by its JSON path.
+    NamesOffendingProperty,
 }
 
 impl Rule {
@@ -69,6 +73,8 @@ impl Rule {
             Rule::UndocumentedStatus => "undocumented-status",
             Rule::UnexpectedBody => "unexpected-body",
             Rule::NotEchoed => "not-echoed",
+            Rule::AllowHeader => "allow-header",
+            Rule::NamesOffendingProperty => "names-offending-property",
         }
     }
 }

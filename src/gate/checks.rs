@@ -226,7 +226,7 @@ pub fn judge(endpoint: Endpoint, expect: &Expect, reply: &Reply) -> Result<(), M
             if allowed(sent) {
                 v.push(Violation {
                     path: String::new(),
-                    rule: Rule::UndocumentedStatus,
+                    rule: Rule::AllowHeader,
                     message: format!(
                         "the Allow header lists {sent}, which was just refused with 405"
                     ),
@@ -239,7 +239,7 @@ pub fn judge(endpoint: Endpoint, expect: &Expect, reply: &Reply) -> Result<(), M
             if !listed {
                 v.push(Violation {
                     path: String::new(),
-                    rule: Rule::UndocumentedStatus,
+                    rule: Rule::AllowHeader,
                     message: format!(
                         "the Allow header must list {allow}, got {}",
                         reply
@@ -444,17 +444,30 @@ mod tests {
             .is_ok()
         );
         r.allow = None;
-        assert!(
-            j(
-                Endpoint::CreateCall,
-                &Expect::MethodNotAllowed {
-                    allow: "POST",
-                    sent: "GET"
-                },
-                &r
-            )
-            .is_err()
-        );
+        let m = j(
+            Endpoint::CreateCall,
+            &Expect::MethodNotAllowed {
+                allow: "POST",
+                sent: "GET",
+            },
+            &r,
+        )
+        .unwrap_err();
+        // The Allow header has a rule of its own, not a borrowed status rule.
+        assert_eq!(m.violations.len(), 1, "{m:?}");
+        assert_eq!(m.violations[0].rule, Rule::AllowHeader);
+        r.allow = Some("GET, POST".into());
+        let m = j(
+            Endpoint::CreateCall,
+            &Expect::MethodNotAllowed {
+                allow: "POST",
+                sent: "GET",
+            },
+            &r,
+        )
+        .unwrap_err();
+        assert_eq!(m.violations[0].rule, Rule::AllowHeader);
+        assert!(m.violations[0].message.contains("lists GET"), "{m:?}");
     }
 
     #[test]

@@ -131,11 +131,16 @@ mod tests {
                         .attributes()
                         .map(|a| {
                             let a = a.unwrap();
-                            let key = String::from_utf8(a.key.as_ref().to_vec()).unwrap();
-                            (key, a.unescape_value().unwrap().into_owned())
+                            let key = a.key.as_ref().to_string();
+                            (
+                                key,
+                                a.normalized_value(quick_xml::XmlVersion::Explicit1_0)
+                                    .unwrap()
+                                    .into_owned(),
+                            )
                         })
                         .collect();
-                    out.push((String::from_utf8(e.name().as_ref().to_vec()).unwrap(), attrs));
+                    out.push((e.name().as_ref().to_string(), attrs));
                 }
                 Event::Eof => break,
                 _ => {}

@@ -4,9 +4,9 @@
 //! (Ctrl-C or SIGTERM), spends its budget, or is aborted by the first wave.
 
 use super::checks::{Check, Expect, Mismatch, describe_reply, error_shape, judge};
+use super::config::GateConfig;
 use super::probes::{self, Family, Fixtures};
 use super::report::{Failure, Report, RunEnd};
-use super::config::GateConfig;
 use super::{cases::Case, progress, replay, setup, shrink};
 use crate::client::{AuthMode, Client, ClientError, Reply};
 use crate::contract::Endpoint;
@@ -495,7 +495,10 @@ mod tests {
             "timeout (no complete answer within 1.5s)"
         );
         let not_run = Outcome::NotRun("set-up create call failed: 503".into());
-        assert_eq!(not_run.describe(), "not run: set-up create call failed: 503");
+        assert_eq!(
+            not_run.describe(),
+            "not run: set-up create call failed: 503"
+        );
         let broken = Outcome::NoAnswer("the response broke off: eof".into());
         assert_eq!(broken.describe(), "the response broke off: eof");
         assert!(!Failed::of(m(), &timeout).about_the_request);

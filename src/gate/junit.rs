@@ -174,7 +174,10 @@ mod tests {
             shrunk: None,
         });
         let xml = r.to_junit();
-        assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"), "{xml}");
+        assert!(
+            xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+            "{xml}"
+        );
         let all = elements(&xml);
         let (name, top) = &all[0];
         assert_eq!(name, "testsuites");

@@ -19,8 +19,8 @@ mod setup;
 mod shrink;
 
 pub use checks::Check;
-pub use draw::sample_valid;
 pub use config::GateConfig;
+pub use draw::sample_valid;
 pub use engine::run_gate;
 pub use report::{Cell, Failure, Report, RunEnd};
 

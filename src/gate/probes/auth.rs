@@ -74,32 +74,25 @@ async fn run(ctx: Ctx, fixtures: Arc<Fixtures>, endpoint: Endpoint) {
     // Authentication comes first: an unauthenticated request learns nothing about
     // routing (unknown call, wrong method) either.
     let unknown_call = ctx.unique("gate-unknown-call");
-    let mut req = Req::of(&canonical, &unknown_call).auth(AuthMode::Missing);
+    let mut unknown = Req::of(&canonical, &unknown_call).auth(AuthMode::Missing);
     if !endpoint.needs_call() {
-        req.path = "/calls/unknown-path".into();
+        unknown.path = "/calls/unknown-path".into();
     }
-    let _ = ctx
-        .probe(
-            Check::AuthRequired,
-            "unknown resource without Authorization",
-            &req,
-            &Expect::Error(vec![401]),
-        )
-        .await;
-    let mut req = Req::of(&canonical, &unknown_call).auth(AuthMode::Missing);
-    req.method = if endpoint.method() == "POST" {
+    let mut wrong_method = Req::of(&canonical, &unknown_call).auth(AuthMode::Missing);
+    wrong_method.method = if endpoint.method() == "POST" {
         "PUT"
     } else {
         "POST"
     };
-    let _ = ctx
-        .probe(
-            Check::AuthRequired,
-            "wrong method without Authorization",
-            &req,
-            &Expect::Error(vec![401]),
-        )
-        .await;
+    let unauthenticated = [
+        ("unknown resource without Authorization", unknown),
+        ("wrong method without Authorization", wrong_method),
+    ];
+    for (label, req) in unauthenticated {
+        let _ = ctx
+            .probe(Check::AuthRequired, label, &req, &Expect::Error(vec![401]))
+            .await;
+    }
 }
 
 async fn auth_case(

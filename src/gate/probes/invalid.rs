@@ -21,7 +21,13 @@ async fn run(ctx: Ctx, fixtures: Arc<Fixtures>, endpoint: Endpoint) {
     // One task per case: a slow target costs one timeout per wave, not per case.
     let mut set = JoinSet::new();
     for (i, case) in cases::invalid(endpoint, ctx.s.seed).into_iter().enumerate() {
-        set.spawn(invalid_case(ctx.clone(), fixtures.clone(), endpoint, i, case));
+        set.spawn(invalid_case(
+            ctx.clone(),
+            fixtures.clone(),
+            endpoint,
+            i,
+            case,
+        ));
     }
     while set.join_next().await.is_some() {}
 }
@@ -47,7 +53,13 @@ async fn invalid_case(ctx: Ctx, fixtures: Arc<Fixtures>, endpoint: Endpoint, i: 
     let call = match call {
         Ok(c) => c,
         Err(outcome) => {
-            ctx.setup_failed(Check::NegativeRejection, endpoint, &label, &expect, &outcome);
+            ctx.setup_failed(
+                Check::NegativeRejection,
+                endpoint,
+                &label,
+                &expect,
+                &outcome,
+            );
             return;
         }
     };
@@ -142,6 +154,9 @@ mod tests {
         assert_eq!(m.violations.len(), 1);
         assert_eq!(m.violations[0].rule, Rule::NamesOffendingProperty);
         assert_eq!(m.violations[0].path, "message");
-        assert!(m.expected.ends_with("naming targets[0].phoneNumber.value"), "{m:?}");
+        assert!(
+            m.expected.ends_with("naming targets[0].phoneNumber.value"),
+            "{m:?}"
+        );
     }
 }

@@ -2,10 +2,10 @@
 //! of id, hung up, and then used again, in order, with the ids the target returned.
 
 use super::Family;
+use crate::contract::Endpoint;
 use crate::gate::cases;
 use crate::gate::checks::{Check, Expect, call_leg_id};
 use crate::gate::engine::{Ctx, Req};
-use crate::contract::Endpoint;
 use serde_json::json;
 
 /// Runs once per run.

@@ -2,11 +2,11 @@
 //! are needed, each sent with the set-up it needs; the first failing one of an
 //! endpoint is remembered for shrinking.
 
+use crate::contract::Endpoint;
 use crate::gate::cases::Case;
 use crate::gate::checks::{Check, Expect};
 use crate::gate::draw::{case_label, is_large, valid_cases};
 use crate::gate::engine::{Ctx, Failed, Outcome, Req};
-use crate::contract::Endpoint;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;

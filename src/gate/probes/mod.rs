@@ -32,10 +32,16 @@ pub(crate) struct Fixtures {
 /// A probe family's work, spawned on the run's task set.
 pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
+/// Starts a family's probes that run once per run.
+pub(crate) type Once = fn(Ctx, Arc<Fixtures>) -> Task;
+
+/// Starts a family's probes for one endpoint.
+pub(crate) type PerEndpoint = fn(Ctx, Arc<Fixtures>, Endpoint) -> Task;
+
 /// One probe family: what it runs once per run and what it runs per gated endpoint.
 pub(crate) struct Family {
     /// The family's probes that run once per run.
-    pub once: Option<fn(Ctx, Arc<Fixtures>) -> Task>,
+    pub once: Option<Once>,
     /// The family's probes for one endpoint; started for every gated endpoint.
-    pub per_endpoint: Option<fn(Ctx, Arc<Fixtures>, Endpoint) -> Task>,
+    pub per_endpoint: Option<PerEndpoint>,
 }

@@ -55,6 +55,10 @@ pub enum Rule {
     BadSubject,
     /// An event `data` key not in PascalCase.
     KeyCase,
+    /// A 405 whose `Allow` header does not list the path's method, or lists the refused one.
+    AllowHeader,
+    /// An error message that does not name the offending property by its JSON path.
+    NamesOffendingProperty,
 }
 
 impl Rule {
@@ -83,6 +87,8 @@ impl Rule {
             Rule::BadTimestamp => "bad-timestamp",
             Rule::BadSubject => "bad-subject",
             Rule::KeyCase => "key-case",
+            Rule::AllowHeader => "allow-header",
+            Rule::NamesOffendingProperty => "names-offending-property",
         }
     }
 }

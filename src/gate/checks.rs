@@ -226,7 +226,7 @@ pub fn judge(endpoint: Endpoint, expect: &Expect, reply: &Reply) -> Result<(), M
             if allowed(sent) {
                 v.push(Violation {
                     path: String::new(),
-                    rule: Rule::UndocumentedStatus,
+                    rule: Rule::AllowHeader,
                     message: format!(
                         "the Allow header lists {sent}, which was just refused with 405"
                     ),
@@ -239,7 +239,7 @@ pub fn judge(endpoint: Endpoint, expect: &Expect, reply: &Reply) -> Result<(), M
             if !listed {
                 v.push(Violation {
                     path: String::new(),
-                    rule: Rule::UndocumentedStatus,
+                    rule: Rule::AllowHeader,
                     message: format!(
                         "the Allow header must list {allow}, got {}",
                         reply
@@ -430,31 +430,23 @@ mod tests {
             )
             .is_err()
         );
-        let mut r = reply(405, Some("application/json"), err);
-        r.allow = Some("POST".into());
-        assert!(
-            j(
-                Endpoint::CreateCall,
-                &Expect::MethodNotAllowed {
-                    allow: "POST",
-                    sent: "GET"
-                },
-                &r
-            )
-            .is_ok()
-        );
-        r.allow = None;
-        assert!(
-            j(
-                Endpoint::CreateCall,
-                &Expect::MethodNotAllowed {
-                    allow: "POST",
-                    sent: "GET"
-                },
-                &r
-            )
-            .is_err()
-        );
+        let not_allowed = Expect::MethodNotAllowed {
+            allow: "POST",
+            sent: "GET",
+        };
+        let with_allow = |allow: Option<&str>| {
+            let mut r = reply(405, Some("application/json"), err);
+            r.allow = allow.map(str::to_string);
+            j(Endpoint::CreateCall, &not_allowed, &r)
+        };
+        assert!(with_allow(Some("POST")).is_ok());
+        // The Allow header has a rule of its own, not a borrowed status rule.
+        let m = with_allow(None).unwrap_err();
+        assert_eq!(m.violations.len(), 1, "{m:?}");
+        assert_eq!(m.violations[0].rule, Rule::AllowHeader);
+        let m = with_allow(Some("GET, POST")).unwrap_err();
+        assert_eq!(m.violations[0].rule, Rule::AllowHeader);
+        assert!(m.violations[0].message.contains("lists GET"), "{m:?}");
     }
 
     #[test]

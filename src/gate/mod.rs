@@ -4,12 +4,22 @@
 
 pub mod cases;
 pub mod checks;
+pub mod config;
+pub mod draw;
+pub mod engine;
+mod junit;
+mod probes;
+mod progress;
+mod replay;
 pub mod report;
-pub mod runner;
+mod setup;
+mod shrink;
 
 pub use checks::Check;
+pub use config::GateConfig;
+pub use draw::sample_valid;
+pub use engine::run_gate;
 pub use report::{Cell, Failure, Report, RunEnd};
-pub use runner::{GateConfig, run_gate, sample_valid};
 
 use std::time::Duration;
 

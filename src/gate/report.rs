@@ -439,103 +439,6 @@ impl Report {
             "replay": self.replay,
         })
     }
-
-    /// The JUnit XML rendering: one `testsuite` per endpoint, one `testcase` per check.
-    pub fn to_junit(&self) -> String {
-        let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let total = self.endpoints.len() * Check::ALL.len();
-        let failed_cells = self.cells.values().filter(|c| c.failed > 0).count();
-        let time = format!("{:.3}", self.elapsed.as_secs_f64());
-        // A run that did not complete is an error in its own suite, so no dashboard
-        // shows an interrupted or cut run (all `<skipped>`) as green.
-        let incomplete = self.end_reason();
-        let errors = usize::from(incomplete.is_some());
-        let _ = writeln!(
-            out,
-            "<testsuites name=\"acs-harness contract\" tests=\"{}\" failures=\"{failed_cells}\" errors=\"{errors}\" time=\"{time}\">",
-            total + errors
-        );
-        if let Some(reason) = &incomplete {
-            let kind = match self.end {
-                RunEnd::Interrupted => "interrupted",
-                RunEnd::DeadlineReached => "budget_reached",
-                _ => "not_run",
-            };
-            let _ = writeln!(
-                out,
-                "  <testsuite name=\"run\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\">"
-            );
-            let _ = writeln!(
-                out,
-                "    <testcase name=\"run completed\" classname=\"contract.run\"><error message=\"{}\" type=\"{kind}\">{}</error></testcase>",
-                xml_escape(reason),
-                xml_escape(&self.not_run().join("\n"))
-            );
-            let _ = writeln!(out, "  </testsuite>");
-        }
-        for e in &self.endpoints {
-            let cells: Vec<(Check, Cell)> = Check::ALL
-                .iter()
-                .map(|c| (*c, self.cells.get(&(*e, *c)).cloned().unwrap_or_default()))
-                .collect();
-            let failures = cells.iter().filter(|(_, c)| c.failed > 0).count();
-            let skipped = cells
-                .iter()
-                .filter(|(_, c)| c.failed == 0 && c.passed == 0)
-                .count();
-            let _ = writeln!(
-                out,
-                "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">",
-                xml_escape(e.name()),
-                cells.len()
-            );
-            let _ = writeln!(
-                out,
-                "    <properties><property name=\"seed\" value=\"{}\"/><property name=\"replay\" value=\"{}\"/></properties>",
-                self.seed,
-                xml_escape(&self.replay)
-            );
-            for (check, cell) in cells {
-                let _ = write!(
-                    out,
-                    "    <testcase name=\"{}\" classname=\"contract.{}\" assertions=\"{}\"",
-                    check.name(),
-                    xml_escape(e.name()),
-                    cell.passed + cell.failed
-                );
-                if cell.failed > 0 {
-                    let first = cell.failures.first();
-                    let message = match first {
-                        Some(f) => format!(
-                            "{} of {} cases failed; first: {}: expected {}, got {}",
-                            cell.failed,
-                            cell.failed + cell.passed,
-                            f.case,
-                            f.expected,
-                            f.got
-                        ),
-                        None => format!("{} cases failed", cell.failed),
-                    };
-                    let _ = writeln!(out, ">");
-                    let _ = writeln!(
-                        out,
-                        "      <failure message=\"{}\" type=\"{}\">{}</failure>",
-                        xml_escape(&message),
-                        check.name(),
-                        xml_escape(&failure_text(&cell.failures))
-                    );
-                    let _ = writeln!(out, "    </testcase>");
-                } else if cell.passed == 0 {
-                    let _ = writeln!(out, "><skipped message=\"not run\"/></testcase>");
-                } else {
-                    let _ = writeln!(out, "/>");
-                }
-            }
-            let _ = writeln!(out, "  </testsuite>");
-        }
-        out.push_str("</testsuites>\n");
-        out
-    }
 }
 
 impl Failure {
@@ -563,52 +466,6 @@ impl Failure {
         }
         self
     }
-}
-
-fn failure_text(failures: &[Failure]) -> String {
-    let mut out = String::new();
-    for f in failures {
-        let _ = writeln!(out, "{}: expected {}; got {}", f.case, f.expected, f.got);
-        for v in &f.violations {
-            let _ = writeln!(
-                out,
-                "  violated {} at {}: {}",
-                v.rule,
-                if v.path.is_empty() { "(body)" } else { &v.path },
-                v.message
-            );
-        }
-        if let Some(s) = &f.shrunk {
-            let _ = writeln!(out, "  shrunk: {s}");
-        }
-        if let Some(c) = &f.send {
-            let _ = writeln!(out, "  {c}");
-        }
-    }
-    out
-}
-
-/// Escapes text for XML attributes and content, scrubbed of secrets first; drops
-/// characters XML 1.0 forbids.
-pub fn xml_escape(s: &str) -> String {
-    let s = crate::redact::scrub(s);
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            '\t' | '\r' => {
-                let _ = write!(out, "&#{};", c as u32);
-            }
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Quotes a string for a POSIX shell: `'...'`, or `$'...'` when it holds bytes a
@@ -656,10 +513,6 @@ mod tests {
     fn quoting() {
         assert_eq!(shell_quote(b"a'b"), r"'a'\''b'");
         assert_eq!(shell_quote(b"{\"a\":\"\xff\"}\n"), r#"$'{"a":"\xff"}\n'"#);
-        assert_eq!(
-            xml_escape("<a & \"b\">\u{1}"),
-            "&lt;a &amp; &quot;b&quot;&gt;\u{FFFD}"
-        );
     }
 
     #[test]

@@ -298,7 +298,7 @@ impl Target {
         // only in known fields, so they are filtered out of the text as well.
         let calls = self.calls.lock().map(|c| c.clone()).unwrap_or_default();
         for id in calls {
-            settings.add_filter(&regex_escape(&id), "[callId]");
+            settings.add_filter(&regex::escape(&id), "[callId]");
         }
         settings.bind(|| {
             if self.kind == Kind::Double {
@@ -359,15 +359,4 @@ pub fn describe(reply: &Reply) -> String {
         reply.body.len(),
         body
     )
-}
-
-fn regex_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$#&-~".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }

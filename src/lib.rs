@@ -11,6 +11,7 @@ pub mod gate;
 pub mod generate;
 pub mod load;
 pub mod output;
+pub mod receiver;
 pub mod redact;
 pub mod send;
 pub mod shape;

@@ -7,6 +7,7 @@
 
 pub mod cases;
 pub mod checks;
+pub mod events;
 pub mod report;
 pub mod runner;
 
@@ -88,6 +89,16 @@ pub struct ContractArgs {
     /// Write a JSON report here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// How long the events check waits for each event the target should send.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub event_timeout: Duration,
+    /// Public URL (tunnel or ingress) a remote target sends events to; with
+    /// --callback-listen. Not needed for the embedded double or a loopback target.
+    #[arg(long, value_name = "URL", value_parser = events::parse_callback_url)]
+    pub callback_url: Option<url::Url>,
+    /// Local address the event receiver listens on (where --callback-url forwards to).
+    #[arg(long, value_name = "ADDR", value_parser = events::parse_listen)]
+    pub callback_listen: Option<std::net::SocketAddr>,
 }
 
 /// Parses a per-request timeout: more than zero, at most an hour.
@@ -212,6 +223,9 @@ async fn run_async(args: ContractArgs) -> ExitCode {
     config.replay = replay_command(&args, seed);
     config.handle_ctrl_c = true;
     config.progress = std::io::stderr().is_terminal();
+    config.event_timeout = args.event_timeout;
+    config.callback_url = args.callback_url.clone();
+    config.callback_listen = args.callback_listen;
     let shown = if embedded {
         format!("the embedded double at {}", redact::url(&config.target))
     } else {
@@ -289,6 +303,23 @@ fn replay_command(args: &ContractArgs, seed: u64) -> String {
         only.dedup();
         let names: Vec<&str> = only.iter().map(|e| e.name()).collect();
         s.push_str(&format!(" --only {}", names.join(",")));
+    }
+    if args.event_timeout != events::DEFAULT_EVENT_TIMEOUT {
+        s.push_str(&format!(
+            " --event-timeout {}",
+            format_duration(args.event_timeout)
+        ));
+    }
+    // Query and userinfo of the callback URL may hold the application's secret: not shown.
+    if let Some(u) = &args.callback_url {
+        let u = redact::url(u.as_str());
+        s.push_str(&format!(
+            " --callback-url {}",
+            report::shell_quote(u.as_bytes())
+        ));
+    }
+    if let Some(a) = &args.callback_listen {
+        s.push_str(&format!(" --callback-listen {a}"));
     }
     s.push_str(&format!(" --seed {seed}"));
     s

@@ -80,6 +80,12 @@ pub struct GateConfig {
     pub handle_ctrl_c: bool,
     /// Show a progress line on stderr.
     pub progress: bool,
+    /// How long the `events` check waits for each expected event.
+    pub event_timeout: Duration,
+    /// Public URL the target sends events to (a tunnel or ingress); for remote targets.
+    pub callback_url: Option<url::Url>,
+    /// Where the event receiver listens (what `callback_url` forwards to).
+    pub callback_listen: Option<std::net::SocketAddr>,
 }
 
 impl GateConfig {
@@ -101,6 +107,9 @@ impl GateConfig {
             replay: String::new(),
             handle_ctrl_c: false,
             progress: false,
+            event_timeout: super::events::DEFAULT_EVENT_TIMEOUT,
+            callback_url: None,
+            callback_listen: None,
         }
     }
 }
@@ -1334,6 +1343,25 @@ pub async fn run_gate(config: GateConfig) -> Report {
     );
     report.replay = config.replay.clone();
     report.budget = config.max_run_time;
+    let events = match super::events::prepare(
+        &config.target,
+        config.embedded,
+        config.callback_url.as_ref(),
+        config.callback_listen,
+        config.event_timeout,
+    )
+    .await
+    {
+        Ok(super::events::Setup::Ready(probe)) => Some(probe),
+        Ok(super::events::Setup::NotRun(reason)) => {
+            report.not_run_because(Check::Events, reason);
+            None
+        }
+        Err(e) => {
+            report.end = RunEnd::Aborted(e);
+            return report;
+        }
+    };
     let client = match Client::with_timeouts(
         &config.target,
         &config.prefix,
@@ -1382,7 +1410,7 @@ pub async fn run_gate(config: GateConfig) -> Report {
         biased;
         () = signal => Some(RunEnd::Interrupted),
         () = tokio::time::sleep(config.max_run_time) => Some(RunEnd::DeadlineReached),
-        () = run_all(ctx.clone(), wave, config.timeout) => None,
+        () = run_all(ctx.clone(), wave, config.timeout, events) => None,
     };
     shared.stop.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
@@ -1523,7 +1551,7 @@ fn key_rejected(reply: &Reply) -> String {
     )
 }
 
-async fn run_all(ctx: Ctx, wave: usize, timeout: Duration) {
+async fn run_all(ctx: Ctx, wave: usize, timeout: Duration, events: Option<super::events::Probe>) {
     let endpoints = ctx.s.endpoints.clone();
     let concurrency = ctx.s.sem.available_permits().max(1);
     // The first wave stops the run before any case when the target cannot serve it.
@@ -1545,6 +1573,13 @@ async fn run_all(ctx: Ctx, wave: usize, timeout: Duration) {
 
     let mut set = JoinSet::new();
     set.spawn(lifecycle(ctx.clone()));
+    if let Some(probe) = events {
+        let ctx = ctx.clone();
+        set.spawn(async move {
+            let verdicts = probe.run(&ctx.s.client, &ctx.s.requests).await;
+            ctx.with_report(|r| super::events::record(r, verdicts));
+        });
+    }
     for &e in &endpoints {
         set.spawn(edge_cases(ctx.clone(), pool.clone(), e));
         set.spawn(invalid_cases(ctx.clone(), pool.clone(), e));

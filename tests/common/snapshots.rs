@@ -6,6 +6,7 @@
 //! target (`ACS_HARNESS_TARGET` + `ACS_CONNECTION_STRING`) only the shape is pinned,
 //! under `snapshots/live/`, because a real service's ids and messages vary.
 
+pub mod events;
 pub mod suite;
 
 use acs_harness::auth::ConnectionString;
@@ -315,6 +316,17 @@ impl Target {
             }
             insta::assert_json_snapshot!(format!("{name}.shape"), shape);
         });
+    }
+
+    /// Pins a shape computed by the caller (event bodies, which are no reply).
+    pub fn pin_shape(&self, name: &str, description: &str, shape: Value) {
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path(&self.snapshot_dir);
+        settings.set_prepend_module_to_snapshot(false);
+        settings.set_sort_maps(true);
+        settings.set_omit_expression(true);
+        settings.set_description(description);
+        settings.bind(|| insta::assert_json_snapshot!(format!("{name}.shape"), shape));
     }
 
     /// Prints why a case does not run against this target (it shows with `--nocapture`

@@ -560,7 +560,7 @@ async fn participants_without_the_targets_fail() {
     let text = assert_events_fail(
         &r,
         Endpoint::CreateCall,
-        "ParticipantsUpdated when established",
+        "ParticipantsUpdated when the call is established",
     );
     assert!(text.contains("+14255550140"), "{text}");
 }

@@ -397,7 +397,7 @@ impl<'a> CallRun<'a> {
                 }
                 None => {
                     let got = format!(
-                        "not run: create call gave no callLegId: {}",
+                        "not run: create call gave no callLegId: {}; ",
                         super::checks::snippet(&body, 160)
                     );
                     self.fail(
@@ -415,7 +415,7 @@ impl<'a> CallRun<'a> {
                     Endpoint::CreateCall,
                     "create call",
                     "a call to send events for",
-                    &format!("not run: create call failed: {why}"),
+                    &format!("not run: create call failed: {why}; "),
                     Vec::new(),
                 );
                 false
@@ -479,22 +479,13 @@ impl<'a> CallRun<'a> {
             let _ = self.send(Endpoint::Hangup, None, None).await;
             return self;
         }
-        if let Some(r) = self
-            .wait(
-                Endpoint::CreateCall,
-                "ParticipantsUpdated when the call is established",
-                is_participants,
-            )
-            .await
-        {
-            let problem = participants_problem(&r, &[TARGET]);
-            self.check(
-                Endpoint::CreateCall,
-                "ParticipantsUpdated when established",
-                "the call's targets as participants",
-                problem,
-            );
-        }
+        self.participants_updated(
+            Endpoint::CreateCall,
+            "ParticipantsUpdated when the call is established",
+            |_| true,
+            &[TARGET],
+        )
+        .await;
         // A looped play ends only when cancelled: its one result says so.
         let looped = "gate-events-loop";
         let play = json!({"audioFileUri": AUDIO, "loop": true, "operationContext": looped});
@@ -550,37 +541,15 @@ impl<'a> CallRun<'a> {
                 );
             }
         }
-        let pid = format!("gate-events-{}", uuid::Uuid::new_v4().simple());
-        let invite = "gate-events-invite";
-        let body = json!({"participants": [{"communicationUser": {"id": format!("8:acs:{pid}")}, "rawId": pid}], "operationContext": invite});
-        if let Some(at) = self
-            .step(
-                Endpoint::InviteParticipants,
-                "invite participants",
-                None,
-                Some(body),
-            )
-            .await
-        {
-            exp.invites.push((invite.into(), at));
-            self.invite_result(invite, &pid).await;
+        if let Some((pid, at)) = self.invite(&mut exp, "gate-events-invite").await {
             let pid2 = pid.clone();
-            if let Some(r) = self
-                .wait(
-                    Endpoint::InviteParticipants,
-                    "ParticipantsUpdated after the invitation",
-                    move |r| is_participants(r) && r.at >= at && participant_ids(r).contains(&pid2),
-                )
-                .await
-            {
-                let problem = participants_problem(&r, &[TARGET, &pid]);
-                self.check(
-                    Endpoint::InviteParticipants,
-                    "ParticipantsUpdated after an invitation",
-                    "the targets and the invited participant",
-                    problem,
-                );
-            }
+            self.participants_updated(
+                Endpoint::InviteParticipants,
+                "ParticipantsUpdated after the invitation",
+                move |r| r.at >= at && participant_ids(r).contains(&pid2),
+                &[TARGET, &pid],
+            )
+            .await;
             if let Some(at) = self
                 .step(
                     Endpoint::RemoveParticipant,
@@ -591,24 +560,13 @@ impl<'a> CallRun<'a> {
                 .await
             {
                 let pid2 = pid.clone();
-                if let Some(r) = self
-                    .wait(
-                        Endpoint::RemoveParticipant,
-                        "ParticipantsUpdated after the removal",
-                        move |r| {
-                            is_participants(r) && r.at >= at && !participant_ids(r).contains(&pid2)
-                        },
-                    )
-                    .await
-                {
-                    let problem = participants_problem(&r, &[TARGET]);
-                    self.check(
-                        Endpoint::RemoveParticipant,
-                        "ParticipantsUpdated after a removal",
-                        "the participants left: the targets",
-                        problem,
-                    );
-                }
+                self.participants_updated(
+                    Endpoint::RemoveParticipant,
+                    "ParticipantsUpdated after the removal",
+                    move |r| r.at >= at && !participant_ids(r).contains(&pid2),
+                    &[TARGET],
+                )
+                .await;
             }
         }
         if let Some(t) = self.hang_up().await {
@@ -628,26 +586,49 @@ impl<'a> CallRun<'a> {
             let _ = self.send(Endpoint::Hangup, None, None).await;
             return self;
         }
+        let _ = self.invite(&mut exp, "gate-events-invite-b").await;
+        if let Some(t) = self.hang_up().await {
+            self.settle(&t).await;
+        }
+        self.judge(&exp);
+        self
+    }
+
+    /// Waits for a `ParticipantsUpdated` matching `pred` and judges that it lists
+    /// exactly the participant ids `want`.
+    async fn participants_updated(
+        &mut self,
+        endpoint: Endpoint,
+        what: &str,
+        pred: impl Fn(&Received) -> bool,
+        want: &[&str],
+    ) {
+        if let Some(r) = self
+            .wait(endpoint, what, move |r| is_participants(r) && pred(r))
+            .await
+        {
+            let problem = participants_problem(&r, want);
+            let expected = format!("Participants listing exactly {want:?} (targets included)");
+            self.check(endpoint, what, &expected, problem);
+        }
+    }
+
+    /// Invites one new participant (by a rawId) and judges its result; returns its
+    /// participantId and when the request was sent, when it was accepted.
+    async fn invite(&mut self, exp: &mut Expected, context: &str) -> Option<(String, Instant)> {
         let pid = format!("gate-events-{}", uuid::Uuid::new_v4().simple());
-        let invite = "gate-events-invite-b";
-        let body = json!({"participants": [{"communicationUser": {"id": format!("8:acs:{pid}")}, "rawId": pid}], "operationContext": invite});
-        if let Some(at) = self
+        let body = json!({"participants": [{"communicationUser": {"id": format!("8:acs:{pid}")}, "rawId": pid}], "operationContext": context});
+        let at = self
             .step(
                 Endpoint::InviteParticipants,
                 "invite participants",
                 None,
                 Some(body),
             )
-            .await
-        {
-            exp.invites.push((invite.into(), at));
-            self.invite_result(invite, &pid).await;
-        }
-        if let Some(t) = self.hang_up().await {
-            self.settle(&t).await;
-        }
-        self.judge(&exp);
-        self
+            .await?;
+        exp.invites.push((context.into(), at));
+        self.invite_result(context, &pid).await;
+        Some((pid, at))
     }
 
     async fn invite_result(&mut self, context: &str, pid: &str) {
@@ -1457,50 +1438,39 @@ mod tests {
 
     #[test]
     fn the_contract_examples_validate() {
-        let state = ev(
-            "CallLegStateChanged",
-            "callState",
-            json!({"CallLegId": "c1", "ConversationId": null, "CallState": "Establishing"}),
-        );
-        assert!(
-            validate_event(&state).is_empty(),
-            "{:?}",
-            validate_event(&state)
-        );
-        let play = ev(
-            "PlayAudioResult",
-            "playAudio",
-            json!({"CallLegId": "c1", "OperationContext": "x", "Status": "Completed", "ResultInfo": {"Code": 200, "Subcode": 0, "Message": "ok"}}),
-        );
-        assert!(validate_event(&play).is_empty());
-        let parts = ev(
-            "ParticipantsUpdated",
-            "participantsUpdated",
-            json!({"CallLegId": "c1", "Participants": [
-            {"Identifier": {"RawId": "4:+1", "PhoneNumber": {"Value": "+1"}}, "ParticipantId": "+1", "IsMuted": false}]}),
-        );
-        assert!(
-            validate_event(&parts).is_empty(),
-            "{:?}",
-            validate_event(&parts)
-        );
-        let dtmf = ev(
-            "DtmfReceived",
-            "dtmf",
-            json!({"CallLegId": "c1", "ToneInfo": {"SequenceId": 0, "Tone": "Tone5"}}),
-        );
-        assert!(validate_event(&dtmf).is_empty());
-        let invite = ev(
-            "InviteParticipantResult",
-            "inviteParticipantResult",
-            json!({"CallLegId": "c1", "OperationContext": null, "Status": "Failed", "ResultInfo": null,
-            "Participants": [{"CommunicationUser": {"Id": "8:acs:x"}}]}),
-        );
-        assert!(
-            validate_event(&invite).is_empty(),
-            "{:?}",
-            validate_event(&invite)
-        );
+        let examples = [
+            (
+                "CallLegStateChanged",
+                "callState",
+                json!({"CallLegId": "c1", "ConversationId": null, "CallState": "Establishing"}),
+            ),
+            (
+                "PlayAudioResult",
+                "playAudio",
+                json!({"CallLegId": "c1", "OperationContext": "x", "Status": "Completed", "ResultInfo": {"Code": 200, "Subcode": 0, "Message": "ok"}}),
+            ),
+            (
+                "ParticipantsUpdated",
+                "participantsUpdated",
+                json!({"CallLegId": "c1", "Participants": [
+                {"Identifier": {"RawId": "4:+1", "PhoneNumber": {"Value": "+1"}}, "ParticipantId": "+1", "IsMuted": false}]}),
+            ),
+            (
+                "DtmfReceived",
+                "dtmf",
+                json!({"CallLegId": "c1", "ToneInfo": {"SequenceId": 0, "Tone": "Tone5"}}),
+            ),
+            (
+                "InviteParticipantResult",
+                "inviteParticipantResult",
+                json!({"CallLegId": "c1", "OperationContext": null, "Status": "Failed", "ResultInfo": null,
+                "Participants": [{"CommunicationUser": {"Id": "8:acs:x"}}]}),
+            ),
+        ];
+        for (ty, kind, data) in examples {
+            let v = validate_event(&ev(ty, kind, data));
+            assert!(v.is_empty(), "{ty}: {v:?}");
+        }
     }
 
     #[test]

@@ -44,6 +44,13 @@ async fn routing() -> Result<(), Failure> {
     suite::routing(&Target::from_env().await?).await
 }
 
+/// Event shapes: only against a live target with a callback URL (see
+/// `common/snapshots/events.rs`); skipped, saying so, otherwise.
+#[tokio::test]
+async fn events() -> Result<(), Failure> {
+    common::snapshots::events::events(&Target::from_env().await?).await
+}
+
 // Live mode's bad input: what a user sees with a wrong environment or a broken target.
 
 use common::snapshots::LiveConfig;
@@ -175,4 +182,34 @@ async fn garbage_answering_live_target_fails_naming_target_request_and_answer() 
         );
     }
     assert!(!never_written().exists());
+}
+
+#[test]
+fn event_shapes_need_both_callback_variables() {
+    use common::snapshots::events::{CallbackConfig, event_name};
+    assert!(CallbackConfig::from_vars(vars(&[])).unwrap().is_none());
+    let e = CallbackConfig::from_vars(vars(&[(
+        "ACS_HARNESS_CALLBACK_URL",
+        "https://t.example/h?secret=s3cr3t",
+    )]))
+    .unwrap_err()
+    .0;
+    assert!(e.contains("ACS_HARNESS_CALLBACK_LISTEN"), "{e}");
+    assert!(!e.contains("s3cr3t"), "{e}");
+    let e = CallbackConfig::from_vars(vars(&[("ACS_HARNESS_CALLBACK_URL", "ftp://t.example")]))
+        .unwrap_err()
+        .0;
+    assert!(e.contains("not an http(s) URL"), "{e}");
+    let c = CallbackConfig::from_vars(vars(&[
+        ("ACS_HARNESS_CALLBACK_URL", "https://t.example/h"),
+        ("ACS_HARNESS_CALLBACK_LISTEN", "0.0.0.0:8081"),
+    ]))
+    .unwrap()
+    .unwrap();
+    assert_eq!(c.listen.port(), 8081);
+    let state = serde_json::json!({"eventType": "Microsoft.Communication.CallLegStateChanged", "data": {"CallState": "Terminated"}});
+    assert_eq!(event_name(&state), "events.CallLegStateChanged.Terminated");
+    let play =
+        serde_json::json!({"eventType": "Microsoft.Communication.PlayAudioResult", "data": {}});
+    assert_eq!(event_name(&play), "events.PlayAudioResult");
 }

@@ -9,7 +9,7 @@ use super::{CONNECTION_STRING_ENV, Error, Result, parse_duration};
 use crate::auth::ConnectionString;
 use crate::contract::Endpoint;
 use crate::gate::report::shell_quote;
-use crate::gate::{GateConfig, RunEnd, format_duration, run_gate};
+use crate::gate::{GateConfig, RunEnd, events, format_duration, run_gate};
 use crate::output;
 use crate::redact;
 use std::io::IsTerminal;
@@ -78,6 +78,16 @@ pub struct ContractArgs {
     /// Write a JSON report here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// How long the events check waits for each event the target should send.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub event_timeout: Duration,
+    /// Public URL (tunnel or ingress) a remote target sends events to; with
+    /// --callback-listen. Not needed for the embedded double or a loopback target.
+    #[arg(long, value_name = "URL", value_parser = events::parse_callback_url)]
+    pub callback_url: Option<url::Url>,
+    /// Local address the event receiver listens on (where --callback-url forwards to).
+    #[arg(long, value_name = "ADDR", value_parser = events::parse_listen)]
+    pub callback_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs `acs-harness contract`: prints the report, writes the files, returns 0/1/2.
@@ -171,6 +181,9 @@ async fn run_async(args: ContractArgs) -> Result {
     config.replay = replay_command(&args, seed);
     config.handle_ctrl_c = true;
     config.progress = std::io::stderr().is_terminal();
+    config.event_timeout = args.event_timeout;
+    config.callback_url = args.callback_url.clone();
+    config.callback_listen = args.callback_listen;
     let shown = if embedded {
         format!("the embedded double at {}", redact::url(&config.target))
     } else {
@@ -245,6 +258,20 @@ fn replay_command(args: &ContractArgs, seed: u64) -> String {
         only.dedup();
         let names: Vec<&str> = only.iter().map(|e| e.name()).collect();
         s.push_str(&format!(" --only {}", names.join(",")));
+    }
+    if args.event_timeout != events::DEFAULT_EVENT_TIMEOUT {
+        s.push_str(&format!(
+            " --event-timeout {}",
+            format_duration(args.event_timeout)
+        ));
+    }
+    // Query and userinfo of the callback URL may hold the application's secret: not shown.
+    if let Some(u) = &args.callback_url {
+        let u = redact::url(u.as_str());
+        s.push_str(&format!(" --callback-url {}", shell_quote(u.as_bytes())));
+    }
+    if let Some(a) = &args.callback_listen {
+        s.push_str(&format!(" --callback-listen {a}"));
     }
     s.push_str(&format!(" --seed {seed}"));
     s

@@ -1,11 +1,11 @@
-//! The seven checks of the gate and the verdicts on single responses: what a request
+//! The checks of the gate and the verdicts on single responses: what a request
 //! should have got, and in what way the reply differs.
 
 use crate::client::Reply;
 use crate::contract::{Endpoint, Rule, Violation, validate_error_body, validate_response};
 use std::fmt;
 
-/// One property of the contract the gate checks; every report names all seven.
+/// One property of the contract the gate checks; every report names them all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
@@ -23,11 +23,13 @@ pub enum Check {
     Lifecycle,
     /// Every 4xx/5xx carries a JSON body with non-empty `code` and `message`.
     ErrorShape,
+    /// The events sent to a call's `callbackUri`: shapes, order, one result per operation.
+    Events,
 }
 
 impl Check {
     /// All checks, in report order.
-    pub const ALL: [Check; 7] = [
+    pub const ALL: [Check; 8] = [
         Check::PositiveAcceptance,
         Check::NegativeRejection,
         Check::AuthRequired,
@@ -35,6 +37,7 @@ impl Check {
         Check::UnknownResource,
         Check::Lifecycle,
         Check::ErrorShape,
+        Check::Events,
     ];
 
     /// The snake_case name used in every report.
@@ -47,6 +50,7 @@ impl Check {
             Check::UnknownResource => "unknown_resource",
             Check::Lifecycle => "lifecycle",
             Check::ErrorShape => "error_shape",
+            Check::Events => "events",
         }
     }
 }

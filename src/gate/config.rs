@@ -39,6 +39,12 @@ pub struct GateConfig {
     pub handle_ctrl_c: bool,
     /// Show a progress line on stderr.
     pub progress: bool,
+    /// How long the `events` check waits for each expected event.
+    pub event_timeout: Duration,
+    /// Public URL the target sends events to (a tunnel or ingress); for remote targets.
+    pub callback_url: Option<url::Url>,
+    /// Where the event receiver listens (what `callback_url` forwards to).
+    pub callback_listen: Option<std::net::SocketAddr>,
 }
 
 impl GateConfig {
@@ -60,6 +66,9 @@ impl GateConfig {
             replay: String::new(),
             handle_ctrl_c: false,
             progress: false,
+            event_timeout: super::events::DEFAULT_EVENT_TIMEOUT,
+            callback_url: None,
+            callback_listen: None,
         }
     }
 }

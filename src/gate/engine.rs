@@ -372,6 +372,26 @@ pub async fn run_gate(config: GateConfig) -> Report {
     );
     report.replay = config.replay.clone();
     report.budget = config.max_run_time;
+    // The events check needs its receiver listening before the first call is created.
+    let events = match super::events::prepare(
+        &config.target,
+        config.embedded,
+        config.callback_url.as_ref(),
+        config.callback_listen,
+        config.event_timeout,
+    )
+    .await
+    {
+        Ok(super::events::Setup::Ready(probe)) => Some(probe),
+        Ok(super::events::Setup::NotRun(reason)) => {
+            report.not_run_because(Check::Events, reason);
+            None
+        }
+        Err(e) => {
+            report.end = RunEnd::Aborted(e);
+            return report;
+        }
+    };
     let client = match Client::with_timeouts(
         &config.target,
         &config.prefix,
@@ -419,7 +439,7 @@ pub async fn run_gate(config: GateConfig) -> Report {
         biased;
         () = signal => Some(RunEnd::Interrupted),
         () = tokio::time::sleep(config.max_run_time) => Some(RunEnd::DeadlineReached),
-        () = run_all(ctx.clone(), wave, config.timeout) => None,
+        () = run_all(ctx.clone(), wave, config.timeout, events) => None,
     };
     shared.stop.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
@@ -442,7 +462,12 @@ pub async fn run_gate(config: GateConfig) -> Report {
 
 /// The whole run: first wave, fixtures, every probe family and the valid cases at
 /// once, then shrinking, then hanging up the pooled calls.
-async fn run_all(ctx: Ctx, wave: usize, timeout: Duration) {
+async fn run_all(
+    ctx: Ctx,
+    wave: usize,
+    timeout: Duration,
+    events: Option<super::events::Probe>,
+) {
     // The first wave stops the run before any case when the target cannot serve it.
     let pool = setup::first_wave(&ctx, wave, timeout).await;
     if ctx.stopped() {
@@ -454,6 +479,13 @@ async fn run_all(ctx: Ctx, wave: usize, timeout: Duration) {
     }
     let fixtures = Arc::new(Fixtures { pool, dead_call });
     let mut set = JoinSet::new();
+    if let Some(probe) = events {
+        let ctx = ctx.clone();
+        set.spawn(async move {
+            let verdicts = probe.run(&ctx.s.client, &ctx.s.requests).await;
+            ctx.with_report(|r| super::events::record(r, verdicts));
+        });
+    }
     for family in &FAMILIES {
         if let Some(once) = family.once {
             set.spawn(once(ctx.clone(), fixtures.clone()));

@@ -63,7 +63,10 @@ impl Report {
                     status
                 } else if cell.passed == 0 {
                     let mut status = TestCaseStatus::skipped();
-                    status.set_message("not run");
+                    match self.not_run_reasons.get(&check) {
+                        Some(reason) => status.set_message(clean(&format!("not run: {reason}"))),
+                        None => status.set_message("not run"),
+                    };
                     status
                 } else {
                     TestCaseStatus::success()

@@ -7,6 +7,7 @@ pub mod checks;
 pub mod config;
 pub mod draw;
 pub mod engine;
+pub mod events;
 mod junit;
 mod probes;
 mod progress;

@@ -100,6 +100,9 @@ pub struct Report {
     pub replay: String,
     /// The run budget (`--max-run-time`), named when the run is cut by it.
     pub budget: Duration,
+    /// Checks that could not run against this target, with why (e.g. `events` against a
+    /// remote target without a callback URL); they are reported, never failed.
+    pub not_run_reasons: BTreeMap<Check, String>,
 }
 
 impl Report {
@@ -129,7 +132,13 @@ impl Report {
             end: RunEnd::Completed,
             replay: String::new(),
             budget: Duration::ZERO,
+            not_run_reasons: BTreeMap::new(),
         }
+    }
+
+    /// Marks a check as not run against this target, with the reason reports show.
+    pub fn not_run_because(&mut self, check: Check, reason: String) {
+        self.not_run_reasons.insert(check, reason);
     }
 
     /// Records a pass; ignored for endpoints not gated (`--only`).
@@ -273,6 +282,13 @@ impl Report {
             }
             out.push('\n');
         }
+        for (check, reason) in &self.not_run_reasons {
+            let _ = writeln!(
+                out,
+                "{} {reason}",
+                paint("33", &format!("{check}: not run:"))
+            );
+        }
         let shown = self
             .cells
             .values()
@@ -394,6 +410,9 @@ impl Report {
             passed: u64,
             failed: u64,
             failures: &'a [Failure],
+            /// Why the check could not run against this target, when it could not.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: Option<&'a str>,
         }
         #[derive(Serialize)]
         struct EndpointOut<'a> {
@@ -418,6 +437,7 @@ impl Report {
                             passed: cell.passed,
                             failed: cell.failed,
                             failures: &cell.failures,
+                            reason: self.not_run_reasons.get(c).map(String::as_str),
                         })
                     })
                     .collect(),

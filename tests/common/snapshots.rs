@@ -6,6 +6,7 @@
 //! target (`ACS_HARNESS_TARGET` + `ACS_CONNECTION_STRING`) only the shape is pinned,
 //! under `snapshots/live/`, because a real service's ids and messages vary.
 
+pub mod events;
 pub mod suite;
 
 use acs_harness::auth::ConnectionString;
@@ -288,12 +289,7 @@ impl Target {
     /// by the caller beside the case) and its shape; against a live target its shape.
     /// `request` describes the case for the reviewer (it becomes the description).
     pub fn pin(&self, name: &str, request: &str, reply: &Reply, redactions: &[(&str, &str)]) {
-        let mut settings = insta::Settings::clone_current();
-        settings.set_snapshot_path(&self.snapshot_dir);
-        settings.set_prepend_module_to_snapshot(false);
-        settings.set_sort_maps(true);
-        settings.set_omit_expression(true);
-        settings.set_description(request);
+        let mut settings = self.settings(request);
         // Call ids come back in messages ("participant … not found in call …"), not
         // only in known fields, so they are filtered out of the text as well.
         let calls = self.calls.lock().map(|c| c.clone()).unwrap_or_default();
@@ -315,6 +311,23 @@ impl Target {
             }
             insta::assert_json_snapshot!(format!("{name}.shape"), shape);
         });
+    }
+
+    /// Pins a shape computed by the caller (event bodies, which are no reply).
+    pub fn pin_shape(&self, name: &str, description: &str, shape: Value) {
+        self.settings(description)
+            .bind(|| insta::assert_json_snapshot!(format!("{name}.shape"), shape));
+    }
+
+    /// The insta settings every pin of this target uses.
+    fn settings(&self, description: &str) -> insta::Settings {
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path(&self.snapshot_dir);
+        settings.set_prepend_module_to_snapshot(false);
+        settings.set_sort_maps(true);
+        settings.set_omit_expression(true);
+        settings.set_description(description);
+        settings
     }
 
     /// Prints why a case does not run against this target (it shows with `--nocapture`

@@ -23,20 +23,29 @@ fn rng_seed(seed: u64, endpoint: Endpoint, purpose: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The runner valid cases of `endpoint` are drawn from; the same seed draws the same cases.
-pub(crate) fn case_runner(seed: u64, endpoint: Endpoint, cases: u32) -> TestRunner {
-    runner_for(rng_seed(seed, endpoint, "valid"), cases)
+/// The runner valid cases of `endpoint` are drawn from: seeded as `acs-harness generate
+/// --seed` seeds, so `contract --seed 7` and `generate ENDPOINT --seed 7` draw the same
+/// typical requests (each endpoint draws from its own runner, so `--only` keeps them).
+pub(crate) fn case_runner(seed: u64, cases: u32) -> TestRunner {
+    TestRunner::new_with_rng(config(cases), crate::generate::seeded_rng(seed))
 }
 
 fn runner_for(rng_seed: [u8; 32], cases: u32) -> TestRunner {
-    let config = Config {
+    TestRunner::new_with_rng(
+        config(cases),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &rng_seed),
+    )
+}
+
+/// Shrinking limits of the gate's runners (drawing does not depend on them).
+fn config(cases: u32) -> Config {
+    Config {
         cases,
         failure_persistence: None,
         max_shrink_iters: MAX_SHRINK_ITERS,
         max_shrink_time: MAX_SHRINK_MS,
         ..Config::default()
-    };
-    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &rng_seed))
+    }
 }
 
 /// Large valid cases per size of an endpoint: one per size up to 100 cases, then one
@@ -84,7 +93,7 @@ pub(crate) fn draw_typical(
     index: usize,
 ) -> Option<(TestRunner, Box<dyn ValueTree<Value = Case>>)> {
     let strategy = cases::valid(endpoint);
-    let mut runner = case_runner(seed, endpoint, cases);
+    let mut runner = case_runner(seed, cases);
     let mut tree = None;
     for _ in 0..=index {
         tree = Some(strategy.new_tree(&mut runner).ok()?);
@@ -130,7 +139,7 @@ pub fn valid_cases(
         });
     let mut typical: Vec<(Endpoint, BoxedStrategy<Case>, TestRunner)> = endpoints
         .iter()
-        .map(|&e| (e, cases::valid(e), case_runner(seed, e, cases)))
+        .map(|&e| (e, cases::valid(e), case_runner(seed, cases)))
         .collect();
     let typical = (0..cases as usize).flat_map(move |i| {
         let drawn: Vec<(Endpoint, usize, Case)> = typical
@@ -156,6 +165,20 @@ pub fn sample_valid(endpoint: Endpoint, seed: u64, count: u32) -> Vec<Case> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contract_and_generate_draw_the_same_requests_for_a_seed() {
+        for e in Endpoint::ALL {
+            let gate: Vec<Option<Vec<u8>>> =
+                sample_valid(e, 7, 20).into_iter().map(|c| c.body).collect();
+            let generated: Vec<Option<Vec<u8>>> =
+                crate::generate::sample(&crate::generate::valid(e), 7, 20)
+                    .into_iter()
+                    .map(|r| r.body)
+                    .collect();
+            assert_eq!(gate, generated, "{e}");
+        }
+    }
 
     #[test]
     fn valid_cases_are_drawn_on_demand() {

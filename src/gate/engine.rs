@@ -462,12 +462,7 @@ pub async fn run_gate(config: GateConfig) -> Report {
 
 /// The whole run: first wave, fixtures, every probe family and the valid cases at
 /// once, then shrinking, then hanging up the pooled calls.
-async fn run_all(
-    ctx: Ctx,
-    wave: usize,
-    timeout: Duration,
-    events: Option<super::events::Probe>,
-) {
+async fn run_all(ctx: Ctx, wave: usize, timeout: Duration, events: Option<super::events::Probe>) {
     // The first wave stops the run before any case when the target cannot serve it.
     let pool = setup::first_wave(&ctx, wave, timeout).await;
     if ctx.stopped() {

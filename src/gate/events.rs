@@ -1043,7 +1043,9 @@ fn summary(events: &[Received]) -> String {
 /// The envelope and `data` rules of the Events section for one event body, from the
 /// contract's schema table.
 fn validate_event(body: &Value) -> Vec<Violation> {
-    crate::contract::events::validate_event(body).err().unwrap_or_default()
+    crate::contract::events::validate_event(body)
+        .err()
+        .unwrap_or_default()
 }
 
 /// A listen address for `--callback-listen`: `HOST:PORT` with an IP host.

@@ -147,6 +147,7 @@ pub struct Server {
     body_timeout: Duration,
     max_connections: usize,
     open: Arc<watch::Sender<usize>>,
+    control: Option<super::control::ControlServer>,
 }
 
 impl std::fmt::Debug for Server {
@@ -174,7 +175,15 @@ impl Server {
         let std_listener = super::bind_loopback(config.port)?;
         let addr = std_listener.local_addr()?;
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        let control = match config.control_port {
+            Some(port) => Some(super::control::ControlServer::spawn(
+                port,
+                handler.clone(),
+            )?),
+            None => None,
+        };
         Ok(Server {
+            control,
             listener,
             addr,
             handler,
@@ -205,6 +214,11 @@ impl Server {
     /// The handler, for counters and state inspection.
     pub fn handler(&self) -> Arc<Handler> {
         self.handler.clone()
+    }
+
+    /// The control API's base URL, when `control_port` was set.
+    pub fn control_uri(&self) -> Option<String> {
+        self.control.as_ref().map(|c| c.uri())
     }
 
     /// The bound on connections served at once.
@@ -294,6 +308,8 @@ impl Server {
         if drained.is_err() {
             connections.abort_all();
         }
+        // Events end with the double; the control API stops when `self` drops here.
+        self.handler.shutdown_events();
         Ok(())
     }
 
@@ -301,6 +317,7 @@ impl Server {
     pub fn spawn(self) -> RunningServer {
         let (tx, rx) = oneshot::channel::<()>();
         let uri = self.uri();
+        let control_uri = self.control_uri();
         let connection_string = self.connection_string();
         let handler = self.handler();
         let open = self.open_connections();
@@ -309,6 +326,7 @@ impl Server {
         }));
         RunningServer {
             uri,
+            control_uri,
             connection_string,
             handler,
             open,
@@ -321,6 +339,7 @@ impl Server {
 /// A server serving in the background (see [`Server::spawn`]); stops when dropped.
 pub struct RunningServer {
     uri: String,
+    control_uri: Option<String>,
     connection_string: ConnectionString,
     handler: Arc<Handler>,
     open: watch::Receiver<usize>,
@@ -345,6 +364,11 @@ impl RunningServer {
     /// The connection string that signs for this server.
     pub fn connection_string(&self) -> ConnectionString {
         self.connection_string.clone()
+    }
+
+    /// The control API's base URL, when `control_port` was set.
+    pub fn control_uri(&self) -> Option<&str> {
+        self.control_uri.as_deref()
     }
 
     /// The handler, for counters and state inspection.
@@ -724,8 +748,11 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 /// Options of `acs-harness serve`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
-Prints `listening on http://127.0.0.1:PORT` and `connection string: ...` as soon as it
-accepts connections; point an app or `acs-harness contract --target` at them.
+Prints `listening on http://127.0.0.1:PORT`, `connection string: ...` and `control:
+http://127.0.0.1:PORT` as soon as it accepts connections; point an app or `acs-harness
+contract --target` at the first two. Events go to each call's callbackUri on loopback
+hosts only unless --callback-hosts allows others; the control API simulates key presses
+(POST /calls/{callLegId}/dtmf {\"tones\": \"12#\"}) and lists calls and events.
 
 Examples:
   acs-harness serve --port 0
@@ -775,6 +802,25 @@ pub struct ServeArgs {
     /// fewer when the descriptor limit (`ulimit -n`) is lower].
     #[arg(long, value_parser = parse_count)]
     pub max_connections: Option<usize>,
+    /// Pause between create call's `Establishing` event and `Established`, e.g. `200ms`.
+    #[arg(long, default_value = "200ms", value_parser = parse_latency)]
+    pub answer_delay: Duration,
+    /// How long a play audio plays before its `Completed` result (`loop: true` never
+    /// ends by itself), e.g. `1s`.
+    #[arg(long, default_value = "1s", value_parser = parse_latency)]
+    pub play_duration: Duration,
+    /// Hosts besides loopback (127.0.0.0/8, ::1, localhost) events may be sent to,
+    /// comma-separated, or `*` for any; events for other hosts are recorded as not
+    /// delivered (see the control API), never sent.
+    #[arg(long, value_parser = super::events::CallbackHosts::parse)]
+    pub callback_hosts: Option<super::events::CallbackHosts>,
+    /// Send no events at all (requests are answered as usual; e.g. to measure the
+    /// request throughput alone).
+    #[arg(long)]
+    pub no_events: bool,
+    /// Port of the control API on 127.0.0.1 (0: any free port; printed at start).
+    #[arg(long, default_value_t = 0)]
+    pub control_port: u16,
 }
 
 /// A count option: a whole number of at least 1.
@@ -848,6 +894,11 @@ impl ServeArgs {
             .body_timeout(self.body_timeout);
         config.max_connections = self.max_connections;
         config.api_version = self.api_version.clone();
+        config.events.answer_delay = self.answer_delay;
+        config.events.play_duration = self.play_duration;
+        config.events.callback_hosts = self.callback_hosts.clone().unwrap_or_default();
+        config.events.enabled = !self.no_events;
+        config.control_port = Some(self.control_port);
         if let Some(key) = &self.access_key {
             // The error names the option, never echoes the value (it is a secret).
             config.access_key = AccessKey::from_base64(key)
@@ -890,6 +941,9 @@ pub async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
             "connection string: {}",
             server.connection_string().expose()
         )?;
+        if let Some(control) = server.control_uri() {
+            writeln!(out, "control: {control}")?;
+        }
         out.flush()?;
     }
     server.run(shutdown_signal()).await?;

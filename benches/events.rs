@@ -67,7 +67,8 @@ async fn receiver(seen: Arc<Seen>) -> String {
                                 let micros = received
                                     .duration_since(sent)
                                     .unwrap_or_default()
-                                    .as_micros() as u64;
+                                    .as_micros()
+                                    as u64;
                                 seen.latencies.lock().unwrap().push(micros);
                             }
                         }
@@ -265,8 +266,7 @@ async fn memory(events: u64, max_secs: u64) {
     for _ in 0..CLIENTS {
         let (c, create, next) = (client.clone(), create.clone(), next.clone());
         tasks.spawn(async move {
-            while next.fetch_add(1, Ordering::Relaxed) < calls_needed && Instant::now() < deadline
-            {
+            while next.fetch_add(1, Ordering::Relaxed) < calls_needed && Instant::now() < deadline {
                 call_life(&c, &create, plays).await;
             }
         });

@@ -79,7 +79,11 @@ impl Drop for ControlServer {
     }
 }
 
-async fn run(listener: tokio::net::TcpListener, handler: Arc<Handler>, stop: oneshot::Receiver<()>) {
+async fn run(
+    listener: tokio::net::TcpListener,
+    handler: Arc<Handler>,
+    stop: oneshot::Receiver<()>,
+) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(stop);

@@ -125,7 +125,7 @@ impl CallbackHosts {
                     .trim_start_matches('[')
                     .trim_end_matches(']')
                     .to_ascii_lowercase();
-                hosts.iter().any(|h| *h == host)
+                hosts.contains(&host)
             }
         }
     }
@@ -394,9 +394,11 @@ impl Event {
             } => {
                 let (code, subcode, message) = match outcome {
                     PlayOutcome::Completed => (200, 0, "Audio file playback completed."),
-                    PlayOutcome::Cancelled => {
-                        (400, 8508, "Action failed: the play audio operation was cancelled.")
-                    }
+                    PlayOutcome::Cancelled => (
+                        400,
+                        8508,
+                        "Action failed: the play audio operation was cancelled.",
+                    ),
                 };
                 let mut d = json!({
                     "CallLegId": call,
@@ -906,7 +908,10 @@ impl Engine {
                 call.participants.push(p);
             }
         }
-        let excess = call.participants.len().saturating_sub(max_participants.max(1));
+        let excess = call
+            .participants
+            .len()
+            .saturating_sub(max_participants.max(1));
         call.participants.drain(..excess);
         self.push(
             state,
@@ -1005,9 +1010,7 @@ impl Engine {
             .chars()
             .map(|c| {
                 tone(c).ok_or_else(|| {
-                    ControlError::BadTones(format!(
-                        "{c:?} is not a key; keys are 0-9, *, #, A-D"
-                    ))
+                    ControlError::BadTones(format!("{c:?} is not a key; keys are 0-9, *, #, A-D"))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -1036,7 +1039,7 @@ impl Engine {
                 key,
                 EventData::DtmfReceived {
                     sequence_id,
-                    tone: *t,
+                    tone: t,
                 },
             );
         }

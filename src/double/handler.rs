@@ -695,7 +695,14 @@ impl Handler {
                 .take(limit)
                 .filter_map(|k| {
                     let (_, call) = state.calls.map.get(k)?;
-                    Some((*k, call.participants.ids.iter().map(|s| s.to_string()).collect()))
+                    Some((
+                        *k,
+                        call.participants
+                            .ids
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect(),
+                    ))
                 })
                 .collect();
             (state.calls.len(), listed)

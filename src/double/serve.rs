@@ -176,10 +176,7 @@ impl Server {
         let addr = std_listener.local_addr()?;
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         let control = match config.control_port {
-            Some(port) => Some(super::control::ControlServer::spawn(
-                port,
-                handler.clone(),
-            )?),
+            Some(port) => Some(super::control::ControlServer::spawn(port, handler.clone())?),
             None => None,
         };
         Ok(Server {

@@ -50,33 +50,35 @@ async fn receiver(seen: Arc<Seen>) -> String {
             };
             let seen = seen.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
-                    let seen = seen.clone();
-                    async move {
-                        let body = req.into_body().collect().await.map(|b| b.to_bytes());
-                        let received = SystemTime::now();
-                        if let Ok(body) = body {
-                            seen.events.fetch_add(1, Ordering::Relaxed);
-                            if seen.keep_latencies.load(Ordering::Relaxed)
-                                && let Some(sent) = serde_json::from_slice::<Value>(&body)
-                                    .ok()
-                                    .and_then(|v| v["eventTime"].as_str().map(str::to_string))
-                                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-                            {
-                                let sent = SystemTime::from(sent);
-                                let micros = received
-                                    .duration_since(sent)
-                                    .unwrap_or_default()
-                                    .as_micros()
-                                    as u64;
-                                seen.latencies.lock().unwrap().push(micros);
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                            let received = SystemTime::now();
+                            if let Ok(body) = body {
+                                seen.events.fetch_add(1, Ordering::Relaxed);
+                                if seen.keep_latencies.load(Ordering::Relaxed)
+                                    && let Some(sent) = serde_json::from_slice::<Value>(&body)
+                                        .ok()
+                                        .and_then(|v| v["eventTime"].as_str().map(str::to_string))
+                                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                                {
+                                    let sent = SystemTime::from(sent);
+                                    let micros = received
+                                        .duration_since(sent)
+                                        .unwrap_or_default()
+                                        .as_micros()
+                                        as u64;
+                                    seen.latencies.lock().unwrap().push(micros);
+                                }
                             }
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::new(),
+                            )))
                         }
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                            Bytes::new(),
-                        )))
-                    }
-                });
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;

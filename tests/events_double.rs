@@ -570,6 +570,10 @@ async fn events_off_sends_nothing_and_says_so() {
     assert_eq!((total, calls[0].state), (1, None));
 }
 
+async fn get_json(http: &reqwest::Client, url: String) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn the_control_api_presses_keys_and_lists_calls_and_events() {
     let mut rx = Receiver::start(&[]).await;
@@ -598,14 +602,7 @@ async fn the_control_api_presses_keys_and_lists_calls_and_events() {
         "Star"
     );
 
-    let calls: Value = http
-        .get(format!("{control}/calls"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let calls: Value = get_json(&http, format!("{control}/calls")).await;
     assert_eq!(calls["total"], 1);
     assert_eq!(calls["calls"][0]["callLegId"], call.as_str());
     assert_eq!(calls["calls"][0]["state"], "Established");
@@ -614,14 +611,7 @@ async fn the_control_api_presses_keys_and_lists_calls_and_events() {
         json!(["+14251001000", "raw-target"])
     );
 
-    let events: Value = http
-        .get(format!("{control}/events?callLegId={call}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events: Value = get_json(&http, format!("{control}/events?callLegId={call}")).await;
     let list = events["events"].as_array().unwrap();
     assert_eq!(list.len(), 4);
     assert_eq!(list[2]["eventType"], "Microsoft.Communication.DtmfReceived");
@@ -658,14 +648,7 @@ async fn the_control_api_presses_keys_and_lists_calls_and_events() {
         let e: Value = r.json().await.unwrap();
         assert!(e["code"].is_string() && e["message"].is_string(), "{e}");
     }
-    let stats: Value = http
-        .get(format!("{control}/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = get_json(&http, format!("{control}/stats")).await;
     assert_eq!(stats["events"], true);
     assert_eq!(stats["liveCalls"], 1);
 }

@@ -903,8 +903,11 @@ impl Engine {
             return;
         };
         let identifiers = invited.iter().map(|p| p.identifier.clone()).collect();
+        // A set, not a scan: a 1 MiB invitation holds thousands of identifiers.
+        let mut present: std::collections::HashSet<Arc<str>> =
+            call.participants.iter().map(|p| p.id.clone()).collect();
         for p in invited {
-            if !call.participants.iter().any(|q| q.id == p.id) {
+            if present.insert(p.id.clone()) {
                 call.participants.push(p);
             }
         }

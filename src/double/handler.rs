@@ -1260,11 +1260,13 @@ fn bad_request(violations: &[Violation]) -> DoubleResponse {
 /// The participants of identifiers as events list them (each id once, first wins).
 fn event_participants(identifiers: Option<&Vec<Value>>) -> Vec<Participant> {
     let mut out: Vec<Participant> = Vec::new();
+    // A set, not a scan: a 1 MiB invitation holds thousands of identifiers.
+    let mut seen: HashSet<&str> = HashSet::new();
     for v in identifiers.into_iter().flatten() {
         let Some(id) = participant_id(v) else {
             continue;
         };
-        if out.iter().any(|p| &*p.id == id) {
+        if !seen.insert(id) {
             continue;
         }
         out.push(Participant {

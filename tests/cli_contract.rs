@@ -65,7 +65,6 @@ fn parse_junit(xml: &str) -> BTreeMap<(String, String), Option<String>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the double's events (merge)"]
 async fn passes_against_the_embedded_double_with_reports() {
     let dir = std::env::temp_dir().join(format!("acs-gate-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -104,7 +103,6 @@ async fn passes_against_the_embedded_double_with_reports() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the double's events (merge)"]
 async fn a_broken_target_exits_1_and_junit_names_the_check() {
     // Hang up answers 200 instead of 202.
     let double = Double::start(DoubleConfig::default().tamper(|req, resp| {

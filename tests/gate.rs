@@ -74,7 +74,6 @@ fn assert_caught(report: &Report, caught: &[(Endpoint, Check)], clean: &[Check])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the double's events (merge)"]
 async fn the_double_passes_every_check() {
     let double = Double::start(DoubleConfig::default()).await.unwrap();
     let report = run_gate(config(&double.uri(), &double, 20)).await;
@@ -96,7 +95,6 @@ async fn the_double_passes_every_check() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the double's events (merge)"]
 async fn the_double_passes_with_a_prefix_and_api_version() {
     let double = Double::start(
         DoubleConfig::default()
@@ -1063,7 +1061,6 @@ fn rename_duplicate_errors(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the double's events (merge)"]
 async fn a_duplicate_item_error_may_name_the_array() {
     // src/contract/CONTRACT.md: for a rule on a whole array, naming the array satisfies it.
     let r = gate_with(rename_duplicate_errors(|array| {

@@ -508,7 +508,6 @@ async fn awaiting_a_remote_target_without_a_callback_url_does_not_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the double's events (merge)"]
 async fn the_shipped_play_audio_scenario_awaits_each_result_from_the_double() {
     let dir = folder("double");
     let report = dir.join("r.json");

@@ -2,6 +2,7 @@
 
 use super::{Error, Outcome};
 use crate::auth::AccessKey;
+use crate::double::events::CallbackHosts;
 use crate::double::{
     DEFAULT_MAX_CALLS, DEFAULT_MAX_PARTICIPANTS, DEFAULT_MAX_STATE_BYTES, DoubleConfig,
     MAX_LATENCY, MIN_STATE_BYTES,
@@ -11,8 +12,11 @@ use std::time::Duration;
 /// Options of `acs-harness serve`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
-Prints `listening on http://127.0.0.1:PORT` and `connection string: ...` as soon as it
-accepts connections; point an app or `acs-harness contract --target` at them.
+Prints `listening on http://127.0.0.1:PORT`, `connection string: ...` and `control:
+http://127.0.0.1:PORT` as soon as it accepts connections; point an app or `acs-harness
+contract --target` at the first two. Events go to each call's callbackUri on loopback
+hosts only unless --callback-hosts allows others; the control API simulates key presses
+(POST /calls/{callLegId}/dtmf {\"tones\": \"12#\"}) and lists calls and events.
 
 Examples:
   acs-harness serve --port 0
@@ -62,6 +66,25 @@ pub struct ServeArgs {
     /// fewer when the descriptor limit (`ulimit -n`) is lower].
     #[arg(long, value_parser = parse_count)]
     pub max_connections: Option<usize>,
+    /// Pause between create call's `Establishing` event and `Established`, e.g. `200ms`.
+    #[arg(long, default_value = "200ms", value_parser = parse_latency)]
+    pub answer_delay: Duration,
+    /// How long a play audio plays before its `Completed` result (`loop: true` never
+    /// ends by itself), e.g. `1s`.
+    #[arg(long, default_value = "1s", value_parser = parse_latency)]
+    pub play_duration: Duration,
+    /// Hosts besides loopback (127.0.0.0/8, ::1, localhost) events may be sent to,
+    /// comma-separated, or `*` for any; events for other hosts are recorded as not
+    /// delivered (see the control API), never sent.
+    #[arg(long, value_parser = CallbackHosts::parse)]
+    pub callback_hosts: Option<CallbackHosts>,
+    /// Send no events at all (requests are answered as usual; e.g. to measure the
+    /// request throughput alone).
+    #[arg(long)]
+    pub no_events: bool,
+    /// Port of the control API on 127.0.0.1 (0: any free port; printed at start).
+    #[arg(long, default_value_t = 0)]
+    pub control_port: u16,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -147,6 +170,11 @@ impl ServeArgs {
             .body_timeout(self.body_timeout);
         config.max_connections = self.max_connections;
         config.api_version = self.api_version.clone();
+        config.events.answer_delay = self.answer_delay;
+        config.events.play_duration = self.play_duration;
+        config.events.callback_hosts = self.callback_hosts.clone().unwrap_or_default();
+        config.events.enabled = !self.no_events;
+        config.control_port = Some(self.control_port);
         if let Some(key) = &self.access_key {
             // The error names the option, never echoes the value (it is a secret).
             config.access_key = AccessKey::from_base64(key)

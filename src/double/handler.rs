@@ -4,6 +4,9 @@
 //! of [`super::serve`]) call [`Handler::handle`], so they answer identically and one set
 //! of tests covers both.
 
+use super::events::{
+    CallState, ControlError, Engine, EventCounters, EventRecord, Participant, RunningPlay,
+};
 use super::{DoubleConfig, DoubleError, Tamper};
 use crate::auth::{RequestParts, Signer};
 use crate::contract::{self, Endpoint, Route, Rule, Violation};
@@ -384,10 +387,13 @@ struct State {
     bytes: usize,
     evicted: HashSet<u128>,
     evicted_order: VecDeque<u128>,
+    // Calls evicted since the event engine was last told (drained under the same lock).
+    forgotten: Vec<u128>,
 }
 
 impl State {
     fn remember_evicted(&mut self, key: u128) {
+        self.forgotten.push(key);
         if self.evicted_order.len() >= EVICTED_MEMORY
             && let Some(old) = self.evicted_order.pop_front()
         {
@@ -422,6 +428,21 @@ pub struct Handler {
     eviction_logged_count: AtomicU64,
     stats: Stats,
     tamper: Option<Tamper>,
+    // The event engine (None: events off, or no tokio runtime to run it on).
+    events: Option<Arc<Engine>>,
+}
+
+/// A live call as the control API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallView {
+    /// Its `callLegId`.
+    pub call_leg_id: String,
+    /// Its state as its events told it (`None` with events off).
+    pub state: Option<CallState>,
+    /// Its participant ids, oldest first.
+    pub participants: Vec<String>,
+    /// Its running play audio operations.
+    pub plays: Vec<RunningPlay>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -551,11 +572,13 @@ impl Handler {
                 bytes: 0,
                 evicted: HashSet::new(),
                 evicted_order: VecDeque::new(),
+                forgotten: Vec::new(),
             }),
             eviction_logged_at: AtomicU64::new(0),
             eviction_logged_count: AtomicU64::new(0),
             stats: Stats::default(),
             tamper: config.tamper.clone(),
+            events: Engine::new(&config.events).map_err(DoubleError::Config)?,
         };
         handler.set_clock(config.clock);
         Ok(handler)
@@ -629,6 +652,80 @@ impl Handler {
                 .map(|s| s.to_string())
                 .collect(),
         )
+    }
+
+    /// Whether this handler produces and sends events.
+    pub fn events_enabled(&self) -> bool {
+        self.events.is_some()
+    }
+
+    /// Simulates a participant of a live call pressing `tones` (keys `0`-`9`, `*`,
+    /// `#`, `A`-`D`): one `DtmfReceived` per key when the call subscribed to them.
+    /// Returns the number of events produced (0 when not subscribed).
+    pub fn press_keys(&self, call_leg_id: &str, tones: &str) -> Result<usize, ControlError> {
+        let events = self.events.as_ref().ok_or(ControlError::EventsOff)?;
+        let key = call_key(call_leg_id)
+            .filter(|k| lock(&self.state).calls.contains(k))
+            .ok_or_else(|| ControlError::UnknownCall(call_leg_id.to_string()))?;
+        events.press_keys(key, call_leg_id, tones)
+    }
+
+    /// The live calls, oldest first, at most `limit`, and how many there are in all.
+    pub fn calls(&self, limit: usize) -> (usize, Vec<CallView>) {
+        let (total, listed) = {
+            let state = lock(&self.state);
+            let listed: Vec<(u128, Vec<String>)> = state
+                .calls
+                .order
+                .values()
+                .take(limit)
+                .filter_map(|k| {
+                    let (_, call) = state.calls.map.get(k)?;
+                    Some((
+                        *k,
+                        call.participants
+                            .ids
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect(),
+                    ))
+                })
+                .collect();
+            (state.calls.len(), listed)
+        };
+        let views = listed
+            .into_iter()
+            .map(|(key, participants)| CallView {
+                call_leg_id: uuid::Uuid::from_u128(key).to_string(),
+                state: self.events.as_ref().and_then(|e| e.call_state(key)),
+                participants,
+                plays: self
+                    .events
+                    .as_ref()
+                    .and_then(|e| e.plays(key))
+                    .unwrap_or_default(),
+            })
+            .collect();
+        (total, views)
+    }
+
+    /// The recent events of a call (live or hung up not long ago), oldest first, with
+    /// their delivery status; `None` when the engine does not know the call.
+    pub fn events(&self, call_leg_id: &str) -> Option<Vec<EventRecord>> {
+        self.events.as_ref()?.history(call_key(call_leg_id)?)
+    }
+
+    /// The event engine's counters (`None` with events off).
+    pub fn event_counters(&self) -> Option<EventCounters> {
+        self.events.as_ref().map(|e| e.counters())
+    }
+
+    /// Stops the event engine: timers and deliveries end, queued events are abandoned.
+    /// The transports call it when the double stops.
+    pub fn shutdown_events(&self) {
+        if let Some(e) = &self.events {
+            e.shutdown();
+        }
     }
 
     /// Answers one request: authentication, routing, validation, existence, faults,
@@ -903,6 +1000,10 @@ impl Handler {
                 if let Some(call) = state.calls.remove(&key) {
                     state.bytes = state.bytes.saturating_sub(call.bytes);
                 }
+                drop(guard);
+                if let Some(events) = &self.events {
+                    events.on_hangup(key);
+                }
                 DoubleResponse::empty(202)
             }
             Endpoint::PlayAudio | Endpoint::CancelMediaProcessing => {
@@ -910,7 +1011,22 @@ impl Handler {
                 if self.inject_fault() {
                     return Self::fault();
                 }
-                media_operation(endpoint, body)
+                let id = uuid::Uuid::new_v4().to_string();
+                if let Some(events) = &self.events {
+                    let context = body
+                        .and_then(|b| b.get("operationContext"))
+                        .and_then(Value::as_str);
+                    if endpoint == Endpoint::PlayAudio {
+                        let looped = body
+                            .and_then(|b| b.get("loop"))
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false);
+                        events.on_play(key, &id, context, looped);
+                    } else {
+                        events.on_cancel(key);
+                    }
+                }
+                media_operation(endpoint, body, id)
             }
             Endpoint::InviteParticipants => {
                 if self.inject_fault() {
@@ -922,8 +1038,21 @@ impl Handler {
                 let (added, removed) = add_participants(call, list, self.max_participants);
                 state.bytes = (state.bytes + added).saturating_sub(removed);
                 let evicted = self.enforce_state_bytes(state, key);
+                let forgotten = std::mem::take(&mut state.forgotten);
                 drop(guard);
                 self.note_evictions(evicted);
+                if let Some(events) = &self.events {
+                    events.forget(&forgotten);
+                    let context = body
+                        .and_then(|b| b.get("operationContext"))
+                        .and_then(Value::as_str);
+                    events.on_invite(
+                        key,
+                        context,
+                        event_participants(list),
+                        self.max_participants,
+                    );
+                }
                 DoubleResponse::empty(202)
             }
             Endpoint::RemoveParticipant => {
@@ -942,6 +1071,10 @@ impl Handler {
                     let b = participant_bytes(p);
                     call.bytes = call.bytes.saturating_sub(b);
                     state.bytes = state.bytes.saturating_sub(b);
+                }
+                drop(guard);
+                if let Some(events) = &self.events {
+                    events.on_remove(key, p);
                 }
                 DoubleResponse::empty(202)
             }
@@ -981,10 +1114,23 @@ impl Handler {
             evicted += 1;
         }
         evicted += self.enforce_state_bytes(state, key);
+        let forgotten = std::mem::take(&mut state.forgotten);
         drop(guard);
         drop(by_count);
         self.note_evictions(evicted);
-        DoubleResponse::json(200, &json!({ "callLegId": id.to_string() }))
+        let id = id.to_string();
+        if let Some(events) = &self.events {
+            events.forget(&forgotten);
+            let participants = event_participants(targets);
+            let participants = participants
+                .into_iter()
+                .rev()
+                .take(self.max_participants)
+                .rev()
+                .collect();
+            events.on_create(key, &id, body, participants);
+        }
+        DoubleResponse::json(200, &json!({ "callLegId": id }))
     }
 
     /// Evicts the oldest calls other than `keep` until the state fits `max_state_bytes`;
@@ -1101,7 +1247,27 @@ fn bad_request(violations: &[Violation]) -> DoubleResponse {
     DoubleResponse::json(if too_large { 413 } else { 400 }, &body)
 }
 
-fn media_operation(endpoint: Endpoint, body: Option<&Value>) -> DoubleResponse {
+/// The participants of identifiers as events list them (each id once, first wins).
+fn event_participants(identifiers: Option<&Vec<Value>>) -> Vec<Participant> {
+    let mut out: Vec<Participant> = Vec::new();
+    // A set, not a scan: a 1 MiB invitation holds thousands of identifiers.
+    let mut seen: HashSet<&str> = HashSet::new();
+    for v in identifiers.into_iter().flatten() {
+        let Some(id) = contract::participant_id(v) else {
+            continue;
+        };
+        if !seen.insert(id) {
+            continue;
+        }
+        out.push(Participant {
+            id: id.into(),
+            identifier: Arc::new(super::events::pascal_identifier(v)),
+        });
+    }
+    out
+}
+
+fn media_operation(endpoint: Endpoint, body: Option<&Value>, id: String) -> DoubleResponse {
     let (status, message) = match endpoint {
         Endpoint::PlayAudio => ("running", "Action is accepted: the audio is playing."),
         _ => (
@@ -1110,7 +1276,7 @@ fn media_operation(endpoint: Endpoint, body: Option<&Value>) -> DoubleResponse {
         ),
     };
     let mut op = json!({
-        "id": uuid::Uuid::new_v4().to_string(),
+        "id": id,
         "status": status,
         "resultInfo": { "code": 202, "subcode": 0, "message": message },
     });

@@ -15,10 +15,16 @@
 //! # let _ = (target, signer); Ok(()) }
 //! ```
 
+pub mod control;
+pub mod events;
 mod handler;
 pub mod serve;
 
-pub use handler::{ClassCounts, Counters, DoubleRequest, DoubleResponse, Handler};
+pub use events::{
+    CallState, CallbackHosts, ControlError, Delivery, EventCounters, EventRecord, EventType,
+    EventsConfig, RunningPlay,
+};
+pub use handler::{CallView, ClassCounts, Counters, DoubleRequest, DoubleResponse, Handler};
 
 use crate::auth::{AccessKey, ConnectionString};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -130,6 +136,11 @@ pub struct DoubleConfig {
     pub clock: Option<SystemTime>,
     /// Test hook applied to every response; see [`Tamper`].
     pub tamper: Option<Tamper>,
+    /// Events to the calls' `callbackUri`s: on/off, timing, allowed hosts, bounds.
+    pub events: EventsConfig,
+    /// Port of the control API on 127.0.0.1 (0: any free port; `None`: no control
+    /// API server, the same operations stay methods of the double).
+    pub control_port: Option<u16>,
 }
 
 impl Default for DoubleConfig {
@@ -151,6 +162,8 @@ impl Default for DoubleConfig {
             record_requests: false,
             clock: None,
             tamper: None,
+            events: EventsConfig::default(),
+            control_port: None,
         }
     }
 }
@@ -174,6 +187,8 @@ impl std::fmt::Debug for DoubleConfig {
             .field("record_requests", &self.record_requests)
             .field("clock", &self.clock)
             .field("tamper", &self.tamper.as_ref().map(|_| "<hook>"))
+            .field("events", &self.events)
+            .field("control_port", &self.control_port)
             .finish()
     }
 }
@@ -254,6 +269,31 @@ impl DoubleConfig {
         self.clock = Some(t);
         self
     }
+    /// Sets the pause between `Establishing` and `Established` after create call.
+    pub fn answer_delay(mut self, d: Duration) -> Self {
+        self.events.answer_delay = d;
+        self
+    }
+    /// Sets how long a non-looping play audio plays before its `Completed` result.
+    pub fn play_duration(mut self, d: Duration) -> Self {
+        self.events.play_duration = d;
+        self
+    }
+    /// Sets the hosts besides loopback events may be sent to.
+    pub fn callback_hosts(mut self, hosts: CallbackHosts) -> Self {
+        self.events.callback_hosts = hosts;
+        self
+    }
+    /// Turns events on (the default) or off.
+    pub fn events_enabled(mut self, on: bool) -> Self {
+        self.events.enabled = on;
+        self
+    }
+    /// Serves the control API on 127.0.0.1:`port` (0: any free port).
+    pub fn control_port(mut self, port: u16) -> Self {
+        self.control_port = Some(port);
+        self
+    }
     /// Installs a tamper hook (tests only; see [`Tamper`]).
     pub fn tamper(
         mut self,
@@ -287,6 +327,14 @@ pub struct Double {
     server: wiremock::MockServer,
     handler: Arc<Handler>,
     key: AccessKey,
+    control: Option<control::ControlServer>,
+}
+
+impl Drop for Double {
+    fn drop(&mut self) {
+        // The engine's timers and deliveries end with the double.
+        self.handler.shutdown_events();
+    }
 }
 
 impl std::fmt::Debug for Double {
@@ -360,11 +408,36 @@ impl Double {
             .named("acs-harness double")
             .mount(&server)
             .await;
+        let control = match config.control_port {
+            Some(port) => Some(control::ControlServer::spawn(port, handler.clone())?),
+            None => None,
+        };
         Ok(Double {
             server,
             handler,
             key: config.access_key,
+            control,
         })
+    }
+
+    /// The control API's base URL, `http://127.0.0.1:PORT`, when `control_port` was set.
+    pub fn control_uri(&self) -> Option<String> {
+        self.control.as_ref().map(|c| c.uri())
+    }
+
+    /// Simulates a participant pressing `tones`; see [`Handler::press_keys`].
+    pub fn press_keys(&self, call_leg_id: &str, tones: &str) -> Result<usize, ControlError> {
+        self.handler.press_keys(call_leg_id, tones)
+    }
+
+    /// The live calls (at most `limit`) and their number; see [`Handler::calls`].
+    pub fn calls(&self, limit: usize) -> (usize, Vec<CallView>) {
+        self.handler.calls(limit)
+    }
+
+    /// The recent events of a call with their delivery status; see [`Handler::events`].
+    pub fn events(&self, call_leg_id: &str) -> Option<Vec<EventRecord>> {
+        self.handler.events(call_leg_id)
     }
 
     /// The base URL, `http://127.0.0.1:PORT` (without the prefix).

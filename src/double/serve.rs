@@ -144,6 +144,7 @@ pub struct Server {
     body_timeout: Duration,
     max_connections: usize,
     open: Arc<watch::Sender<usize>>,
+    control: Option<super::control::ControlServer>,
 }
 
 impl std::fmt::Debug for Server {
@@ -171,7 +172,12 @@ impl Server {
         let std_listener = super::bind_loopback(config.port)?;
         let addr = std_listener.local_addr()?;
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        let control = match config.control_port {
+            Some(port) => Some(super::control::ControlServer::spawn(port, handler.clone())?),
+            None => None,
+        };
         Ok(Server {
+            control,
             listener,
             addr,
             handler,
@@ -202,6 +208,11 @@ impl Server {
     /// The handler, for counters and state inspection.
     pub fn handler(&self) -> Arc<Handler> {
         self.handler.clone()
+    }
+
+    /// The control API's base URL, when `control_port` was set.
+    pub fn control_uri(&self) -> Option<String> {
+        self.control.as_ref().map(|c| c.uri())
     }
 
     /// The bound on connections served at once.
@@ -291,6 +302,8 @@ impl Server {
         if drained.is_err() {
             connections.abort_all();
         }
+        // Events end with the double; the control API stops when `self` drops here.
+        self.handler.shutdown_events();
         Ok(())
     }
 
@@ -298,6 +311,7 @@ impl Server {
     pub fn spawn(self) -> RunningServer {
         let (tx, rx) = oneshot::channel::<()>();
         let uri = self.uri();
+        let control_uri = self.control_uri();
         let connection_string = self.connection_string();
         let handler = self.handler();
         let open = self.open_connections();
@@ -306,6 +320,7 @@ impl Server {
         }));
         RunningServer {
             uri,
+            control_uri,
             connection_string,
             handler,
             open,
@@ -318,6 +333,7 @@ impl Server {
 /// A server serving in the background (see [`Server::spawn`]); stops when dropped.
 pub struct RunningServer {
     uri: String,
+    control_uri: Option<String>,
     connection_string: ConnectionString,
     handler: Arc<Handler>,
     open: watch::Receiver<usize>,
@@ -342,6 +358,11 @@ impl RunningServer {
     /// The connection string that signs for this server.
     pub fn connection_string(&self) -> ConnectionString {
         self.connection_string.clone()
+    }
+
+    /// The control API's base URL, when `control_port` was set.
+    pub fn control_uri(&self) -> Option<&str> {
+        self.control_uri.as_deref()
     }
 
     /// The handler, for counters and state inspection.
@@ -742,6 +763,9 @@ pub async fn run_async(config: DoubleConfig) -> anyhow::Result<()> {
             "connection string: {}",
             server.connection_string().expose()
         )?;
+        if let Some(control) = server.control_uri() {
+            writeln!(out, "control: {control}")?;
+        }
         out.flush()?;
     }
     server.run(shutdown_signal()).await?;

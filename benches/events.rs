@@ -1,0 +1,325 @@
+//! Event delivery of the double (behind `serve`'s hyper server) to a local receiver:
+//! 1. events per second and p50/p99 delivery latency (receipt time minus `eventTime`)
+//!    with EVENTS_CALLS (1,000) concurrent calls, each created, played to
+//!    EVENTS_PLAYS times (one `PlayAudioResult` each) and hung up;
+//! 2. the double's request throughput (create call, play audio, hang up; 32 clients for
+//!    BENCH_SECS, 10 s) with delivery on vs off (`--no-events`);
+//! 3. with BENCH_EVENTS_MEMORY=N (e.g. 1000000): the resident memory of this process
+//!    (double, receiver and clients) at start, middle and end of an N-event run, bounded
+//!    by BENCH_MEM_SECS (600 s).
+//!
+//! `cargo bench --bench events` (in debug for a smoke run: `EVENTS_CALLS=50
+//! EVENTS_PLAYS=2 BENCH_SECS=1 cargo bench --bench events --profile dev`).
+
+use acs_harness::client::{AuthMode, Client};
+use acs_harness::contract::Endpoint;
+use acs_harness::double::DoubleConfig;
+use acs_harness::double::serve::{RunningServer, Server};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+const CLIENTS: usize = 32;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// What the receiver saw: events and their delivery latencies in microseconds.
+#[derive(Default)]
+struct Seen {
+    events: AtomicU64,
+    latencies: Mutex<Vec<u64>>,
+    keep_latencies: AtomicBool,
+}
+
+/// A receiver on 127.0.0.1:0 answering 200 to every event; returns its URL.
+async fn receiver(seen: Arc<Seen>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                            let received = SystemTime::now();
+                            if let Ok(body) = body {
+                                seen.events.fetch_add(1, Ordering::Relaxed);
+                                if seen.keep_latencies.load(Ordering::Relaxed)
+                                    && let Some(sent) = serde_json::from_slice::<Value>(&body)
+                                        .ok()
+                                        .and_then(|v| v["eventTime"].as_str().map(str::to_string))
+                                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                                {
+                                    let sent = SystemTime::from(sent);
+                                    let micros = received
+                                        .duration_since(sent)
+                                        .unwrap_or_default()
+                                        .as_micros()
+                                        as u64;
+                                    seen.latencies.lock().unwrap().push(micros);
+                                }
+                            }
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::new(),
+                            )))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}/events")
+}
+
+async fn double(events: bool) -> (RunningServer, Client) {
+    let config = DoubleConfig::default()
+        .answer_delay(Duration::ZERO)
+        .play_duration(Duration::ZERO)
+        .events_enabled(events);
+    let server = Server::bind(config).await.unwrap().spawn();
+    let client = Client::new(
+        server.uri(),
+        "",
+        None,
+        server.connection_string().signer(),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    (server, client)
+}
+
+fn create_body(callback: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "source": {"communicationUser": {"id": "8:acs:bench"}},
+        "targets": [{"phoneNumber": {"value": "+14251001000"}}],
+        "callbackUri": callback,
+        "requestedModalities": ["audio"],
+        "requestedCallEvents": ["participantsUpdated", "dtmfReceived"],
+    }))
+    .unwrap()
+}
+
+/// One call's life: create, `plays` play audios, hang up; the requests answered 2xx.
+async fn call_life(c: &Client, create: &[u8], plays: u64) -> u64 {
+    let json = Some("application/json");
+    let Ok(r) = c
+        .send("POST", "/calls", json, Some(create), AuthMode::Signed)
+        .await
+    else {
+        return 0;
+    };
+    let Some(id) = serde_json::from_slice::<Value>(&r.body)
+        .ok()
+        .and_then(|v| v["callLegId"].as_str().map(str::to_string))
+    else {
+        return 0;
+    };
+    let mut ok = 1;
+    let play = br#"{"audioFileUri": "https://media.example.com/a.wav"}"#;
+    for _ in 0..plays {
+        let path = Endpoint::PlayAudio.path(&id, None);
+        if let Ok(r) = c
+            .send("POST", &path, json, Some(play), AuthMode::Signed)
+            .await
+            && r.status == 202
+        {
+            ok += 1;
+        }
+    }
+    let path = Endpoint::Hangup.path(&id, None);
+    if let Ok(r) = c.send("POST", &path, None, None, AuthMode::Signed).await
+        && r.status == 202
+    {
+        ok += 1;
+    }
+    ok
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+/// Waits until the receiver has `n` events (or 60 s of no progress).
+async fn wait_events(seen: &Seen, n: u64) {
+    let mut last = (seen.events.load(Ordering::Relaxed), Instant::now());
+    while seen.events.load(Ordering::Relaxed) < n {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = seen.events.load(Ordering::Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(60) {
+            eprintln!("  (stalled at {now} of {n} events)");
+            return;
+        }
+    }
+}
+
+async fn delivery(calls: u64, plays: u64) {
+    let seen = Arc::new(Seen::default());
+    seen.keep_latencies.store(true, Ordering::Relaxed);
+    let url = receiver(seen.clone()).await;
+    let (server, client) = double(true).await;
+    let create = create_body(&url);
+    // Per call: Establishing, Established, ParticipantsUpdated, the plays' results,
+    // Terminating, Terminated.
+    let expected = calls * (5 + plays);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..calls {
+        let (c, create) = (client.clone(), create.clone());
+        tasks.spawn(async move { call_life(&c, &create, plays).await });
+    }
+    while tasks.join_next().await.is_some() {}
+    wait_events(&seen, expected).await;
+    let secs = start.elapsed().as_secs_f64();
+    let got = seen.events.load(Ordering::Relaxed);
+    let mut lat = std::mem::take(&mut *seen.latencies.lock().unwrap());
+    lat.sort_unstable();
+    println!(
+        "delivery, {calls} concurrent calls x {} events: {got} of {expected} events in {secs:.2}s \
+         = {:.0} events/s; latency p50 {:.2} ms, p99 {:.2} ms",
+        5 + plays,
+        got as f64 / secs,
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99)
+    );
+    let c = server.handler().event_counters().unwrap_or_default();
+    println!(
+        "  engine: produced {}, delivered {}, given up {}, dropped {}",
+        c.produced, c.delivered, c.given_up, c.dropped
+    );
+    let _ = server.stop().await;
+}
+
+/// Requests per second of call lives from 32 clients for `secs`.
+async fn throughput(events: bool, secs: u64) -> f64 {
+    let seen = Arc::new(Seen::default());
+    let url = receiver(seen.clone()).await;
+    let (server, client) = double(events).await;
+    let create = create_body(&url);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CLIENTS {
+        let (c, create) = (client.clone(), create.clone());
+        tasks.spawn(async move {
+            let mut ok = 0;
+            while Instant::now() < deadline {
+                ok += call_life(&c, &create, 2).await;
+            }
+            ok
+        });
+    }
+    let mut ok = 0;
+    while let Some(n) = tasks.join_next().await {
+        ok += n.unwrap_or(0);
+    }
+    let rate = ok as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "throughput with events {}: {ok} requests, {rate:.0} req/s ({} events received)",
+        if events { "on " } else { "off" },
+        seen.events.load(Ordering::Relaxed)
+    );
+    let _ = server.stop().await;
+    rate
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * 4)
+        .unwrap_or(0)
+}
+
+async fn memory(events: u64, max_secs: u64) {
+    let seen = Arc::new(Seen::default());
+    let url = receiver(seen.clone()).await;
+    let (server, client) = double(true).await;
+    let create = create_body(&url);
+    let plays = 20;
+    let per_call = 5 + plays;
+    let deadline = Instant::now() + Duration::from_secs(max_secs);
+    let calls_needed = events.div_ceil(per_call);
+    let next = Arc::new(AtomicU64::new(0));
+    println!("memory: RSS at start {} KiB", rss_kib());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CLIENTS {
+        let (c, create, next) = (client.clone(), create.clone(), next.clone());
+        tasks.spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < calls_needed && Instant::now() < deadline {
+                call_life(&c, &create, plays).await;
+            }
+        });
+    }
+    let mut middle_done = false;
+    while !tasks.is_empty() {
+        tokio::select! {
+            _ = tasks.join_next() => {}
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        if !middle_done && seen.events.load(Ordering::Relaxed) >= events / 2 {
+            println!(
+                "memory: RSS at the middle ({} events) {} KiB",
+                seen.events.load(Ordering::Relaxed),
+                rss_kib()
+            );
+            middle_done = true;
+        }
+    }
+    wait_events(&seen, (calls_needed * per_call).min(events)).await;
+    let c = server.handler().event_counters().unwrap_or_default();
+    println!(
+        "memory: RSS at the end ({} events received, {} produced, {} dropped) {} KiB",
+        seen.events.load(Ordering::Relaxed),
+        c.produced,
+        c.dropped,
+        rss_kib()
+    );
+    let _ = server.stop().await;
+}
+
+fn main() {
+    let calls = env_num("EVENTS_CALLS", 1000);
+    let plays = env_num("EVENTS_PLAYS", 5);
+    let secs = env_num("BENCH_SECS", 10);
+    let mem_events = env_num("BENCH_EVENTS_MEMORY", 0);
+    let mem_secs = env_num("BENCH_MEM_SECS", 600);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        delivery(calls, plays).await;
+        let off = throughput(false, secs).await;
+        let on = throughput(true, secs).await;
+        println!(
+            "delivery costs {:.1}% of request throughput (goal: under 20%)",
+            (1.0 - on / off.max(1.0)) * 100.0
+        );
+        if mem_events > 0 {
+            memory(mem_events, mem_secs).await;
+        }
+    });
+}

@@ -74,6 +74,11 @@ pub enum CallbackHosts {
     Also(Vec<String>),
     /// Any host (`*`): the user asked for it explicitly.
     Any,
+    /// Only these hosts, loopback names included only when listed: the embedded double
+    /// of `contract` and `load` delivers to their receiver on 127.0.0.1 alone, never to
+    /// the `localhost`/`[::1]` callbacks of generated bodies (a developer's own app may
+    /// listen there).
+    Exactly(Vec<String>),
 }
 
 impl CallbackHosts {
@@ -104,6 +109,16 @@ impl CallbackHosts {
         if !matches!(url.scheme(), "http" | "https") {
             return false;
         }
+        let host = || {
+            url.host_str()
+                .unwrap_or_default()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase()
+        };
+        if let CallbackHosts::Exactly(hosts) = self {
+            return hosts.contains(&host());
+        }
         let loopback = match url.host() {
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
             Some(url::Host::Ipv6(ip)) => {
@@ -118,15 +133,7 @@ impl CallbackHosts {
         match self {
             CallbackHosts::Loopback => false,
             CallbackHosts::Any => true,
-            CallbackHosts::Also(hosts) => {
-                let host = url
-                    .host_str()
-                    .unwrap_or_default()
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_ascii_lowercase();
-                hosts.contains(&host)
-            }
+            CallbackHosts::Also(hosts) | CallbackHosts::Exactly(hosts) => hosts.contains(&host()),
         }
     }
 }
@@ -1360,6 +1367,16 @@ mod tests {
         assert!(also.allows(&u("http://[fe80::1]/")));
         assert!(!also.allows(&u("https://contoso.com/")));
         assert_eq!(CallbackHosts::parse("*"), Ok(CallbackHosts::Any));
+        // The embedded double's rule: its receiver's host alone, no other loopback name.
+        let exactly = CallbackHosts::Exactly(vec!["127.0.0.1".into()]);
+        assert!(exactly.allows(&u("http://127.0.0.1:41234/gate")));
+        for no in [
+            "http://localhost:7071/",
+            "http://[::1]:5000/",
+            "https://app.test/",
+        ] {
+            assert!(!exactly.allows(&u(no)), "{no}");
+        }
         for bad in ["", "a,,b", "http://x", "x:80", "*.x"] {
             assert!(CallbackHosts::parse(bad).is_err(), "{bad}");
         }

@@ -727,6 +727,11 @@ fn with_error_body(head: &[u8]) -> Option<Vec<u8>> {
     Some(out.into_bytes())
 }
 
+/// Create call's answer delay in the embedded double (`serve` defaults to 200ms).
+pub const EMBEDDED_ANSWER_DELAY: Duration = Duration::from_millis(20);
+/// How long a play runs in the embedded double (`serve` defaults to 1s).
+pub const EMBEDDED_PLAY_DURATION: Duration = Duration::from_millis(100);
+
 /// The embedded double `contract` and `load` run against when no target is given:
 /// the hyper server (which retains nothing per request) on a free loopback port, with
 /// the run's prefix and api-version. Dropping it stops it.
@@ -735,6 +740,11 @@ pub async fn start_embedded(
     api_version: Option<&str>,
 ) -> Result<RunningServer, DoubleError> {
     let mut config = DoubleConfig::default().prefix(crate::client::normalise_prefix(prefix));
+    config.events.callback_hosts = super::events::CallbackHosts::Exactly(vec!["127.0.0.1".into()]);
+    // Short but not zero: the events check still sees Establishing before Established
+    // and a play that runs, without the gate's default run waiting a second per play.
+    config.events.answer_delay = EMBEDDED_ANSWER_DELAY;
+    config.events.play_duration = EMBEDDED_PLAY_DURATION;
     if let Some(v) = api_version {
         config = config.api_version(v);
     }

@@ -16,9 +16,10 @@
 //! ```
 
 mod handler;
-pub mod serve;
+pub(crate) mod serve;
 
 pub use handler::{ClassCounts, Counters, DoubleRequest, DoubleResponse, Handler};
+pub use serve::{RunningServer, Server};
 
 use crate::auth::{AccessKey, ConnectionString};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};

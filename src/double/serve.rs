@@ -377,14 +377,6 @@ impl Drop for RunningServer {
     }
 }
 
-/// Binds and serves `config` until `shutdown` completes.
-pub async fn serve(
-    config: DoubleConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), DoubleError> {
-    Server::bind(config).await?.run(shutdown).await
-}
-
 async fn connection(
     stream: tokio::net::TcpStream,
     handler: Arc<Handler>,

@@ -2,10 +2,10 @@
 //! src/contract/CONTRACT.md and fails a CI step, with a replayable case, when it
 //! deviates. `acs-harness contract` (src/cli/contract.rs) builds its [`GateConfig`].
 
-pub mod cases;
-pub mod checks;
-pub mod report;
-pub mod runner;
+pub(crate) mod cases;
+pub(crate) mod checks;
+pub(crate) mod report;
+pub(crate) mod runner;
 
 pub use checks::Check;
 pub use report::{Cell, Failure, Report, RunEnd};

@@ -152,6 +152,7 @@ impl Calls {
     }
 
     /// How many calls are open now.
+    #[cfg(test)]
     pub fn open(&self) -> usize {
         self.book().open.len()
     }
@@ -304,11 +305,6 @@ impl CappedBody {
     /// Bytes collected so far.
     pub fn len(&self) -> usize {
         self.first.as_ref().map_or(0, Bytes::len) + self.rest.len()
-    }
-
-    /// Whether nothing was collected.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Adds a chunk, or refuses it (keeping nothing of it) when it would pass the cap.

@@ -307,6 +307,12 @@ impl CappedBody {
         self.first.as_ref().map_or(0, Bytes::len) + self.rest.len()
     }
 
+    /// Whether nothing was collected.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Adds a chunk, or refuses it (keeping nothing of it) when it would pass the cap.
     pub fn push(&mut self, chunk: Bytes) -> Result<(), TooLarge> {
         if chunk.len() > self.cap - self.len() {

@@ -109,6 +109,28 @@ pub struct Reply {
 }
 
 /// A signed client for one target.
+///
+/// Every request is signed with the current time, every answer read under
+/// [`MAX_RESPONSE_BYTES`] and the client's timeout; [`AuthMode`] sends deliberately
+/// broken authentication, to check that a target refuses it.
+///
+/// ```
+/// use acs_harness::{AuthMode, Client, Double, DoubleConfig};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let double = Double::start(DoubleConfig::default()).await?;
+/// let signer = double.connection_string().signer();
+/// let client = Client::new(&double.uri(), "", None, signer, Duration::from_secs(10))?;
+/// let reply = client.send("POST", "/calls", None, None, AuthMode::BadSignature).await?;
+/// assert_eq!(reply.status, 401);
+/// // An unreachable target is an error, not a reply.
+/// let signer = double.connection_string().signer();
+/// let closed = Client::new("http://127.0.0.1:1", "", None, signer, Duration::from_secs(10))?;
+/// assert!(closed.send("POST", "/calls", None, None, AuthMode::Signed).await.is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,

@@ -21,23 +21,26 @@
 //! | [`run_cli`] | the `acs-harness` command line itself |
 //!
 //! ```
-//! use acs_harness::{Double, DoubleConfig, Endpoint, validate_request};
-//! use proptest::strategy::{Strategy, ValueTree};
+//! use acs_harness::generate::{sample, valid};
+//! use acs_harness::{AuthMode, Client, Double, DoubleConfig, Endpoint, validate_request};
+//! use std::time::Duration;
 //!
 //! // A generated request is valid by the contract...
-//! let mut runner = acs_harness::generate::runner(1);
-//! let req = acs_harness::generate::valid(Endpoint::CreateCall)
-//!     .new_tree(&mut runner)
-//!     .unwrap()
-//!     .current();
-//! assert!(validate_request(Endpoint::CreateCall, req.content_type.as_deref(), &req.body).is_ok());
+//! let req = &sample(&valid(Endpoint::CreateCall), 1, 1)[0];
+//! let (ct, body) = (req.content_type.as_deref(), req.body.as_deref());
+//! assert!(validate_request(Endpoint::CreateCall, ct, body.unwrap_or_default()).is_ok());
 //!
-//! // ...and the double answers it on a loopback port.
-//! let rt = tokio::runtime::Runtime::new().unwrap();
+//! // ...and the double, on a loopback port, creates the call.
+//! let rt = tokio::runtime::Runtime::new()?;
 //! rt.block_on(async {
-//!     let double = Double::start(DoubleConfig::default()).await.unwrap();
-//!     assert!(double.uri().starts_with("http://127.0.0.1:"));
-//! });
+//!     let double = Double::start(DoubleConfig::default()).await?;
+//!     let signer = double.connection_string().signer();
+//!     let client = Client::new(&double.uri(), "", None, signer, Duration::from_secs(10))?;
+//!     let reply = client.send("POST", "/calls", ct, body, AuthMode::Signed).await?;
+//!     assert_eq!(reply.status, 200);
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 #![warn(missing_docs)]

@@ -47,6 +47,23 @@ pub const DEFAULT_MAX_RUN_TIME: Duration = Duration::from_secs(180);
 const FIRST_WAVE: usize = 8;
 
 /// Everything a gate run needs, already validated (the CLI builds it from its options).
+/// [`GateConfig::new`] gives the CLI's defaults; set the public fields to narrow a run
+/// (fewer cases, some endpoints, a shorter budget).
+///
+/// ```
+/// use acs_harness::{ConnectionString, Endpoint, GateConfig};
+/// use std::time::Duration;
+///
+/// let cs: ConnectionString =
+///     "endpoint=https://res.communication.azure.com/;accesskey=c2VjcmV0".parse()?;
+/// let mut config = GateConfig::new(cs.endpoint.as_str(), cs.signer());
+/// assert_eq!(config.cases, 100);
+/// assert_eq!(config.endpoints, Endpoint::ALL);
+/// config.cases = 10;
+/// config.endpoints = vec![Endpoint::CreateCall, Endpoint::Hangup];
+/// config.max_run_time = Duration::from_secs(60);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct GateConfig {
     /// Base URL of the target (`http://127.0.0.1:PORT`).
@@ -1323,6 +1340,28 @@ fn usable_call(r: &Reply) -> Result<String, String> {
 /// Runs the gate against `config.target` and returns what it found. Never panics on
 /// anything the target does; an unreachable target ends the run as
 /// [`RunEnd::Aborted`].
+///
+/// The [`Report`] holds a cell per endpoint and check, each failure with a replayable
+/// case, and renders for a terminal ([`Report::render_terminal`]) or as JSON
+/// ([`Report::to_json`]); [`Report::exit_code`] is the CLI's verdict.
+///
+/// ```
+/// use acs_harness::gate::RunEnd;
+/// use acs_harness::{Double, DoubleConfig, Endpoint, GateConfig, run_gate};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// // Gate the double itself: it conforms, so the run passes.
+/// let double = Double::start(DoubleConfig::default()).await?;
+/// let mut config = GateConfig::new(double.uri(), double.connection_string().signer());
+/// config.cases = 3;
+/// config.endpoints = vec![Endpoint::CreateCall, Endpoint::Hangup];
+/// let report = run_gate(config).await;
+/// assert_eq!(report.end, RunEnd::Completed);
+/// assert!(!report.has_failures(), "{}", report.render_terminal(false));
+/// assert_eq!(report.exit_code(), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub async fn run_gate(config: GateConfig) -> Report {
     let started = Instant::now();
     let mut report = Report::new(

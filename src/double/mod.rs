@@ -152,7 +152,7 @@ pub struct DoubleConfig {
     /// (`serve` only; `None`: derived from the descriptor limit, at most 1024).
     pub max_connections: Option<usize>,
     /// Keep wiremock's request recording on ([`Double::received_requests`]); off by
-    /// default because it grows without bound. Ignored by [`serve`].
+    /// default because it grows without bound. Ignored by [`Server`].
     pub record_requests: bool,
     /// A fixed clock for signature dates (`None`: the system clock).
     pub clock: Option<SystemTime>,

@@ -11,7 +11,7 @@
 
 use acs_harness::auth::{ConnectionString, Signer};
 use acs_harness::double::DoubleConfig;
-use acs_harness::double::serve::Server;
+use acs_harness::double::Server;
 use std::io::BufRead as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -11,10 +11,10 @@
 //! `cargo bench --bench events` (in debug for a smoke run: `EVENTS_CALLS=50
 //! EVENTS_PLAYS=2 BENCH_SECS=1 cargo bench --bench events --profile dev`).
 
-use acs_harness::client::{AuthMode, Client};
 use acs_harness::contract::Endpoint;
 use acs_harness::double::DoubleConfig;
-use acs_harness::double::serve::{RunningServer, Server};
+use acs_harness::double::{RunningServer, Server};
+use acs_harness::{AuthMode, Client};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};

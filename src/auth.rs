@@ -87,6 +87,21 @@ pub enum ConnectionStringError {
 }
 
 /// A parsed connection string: the service endpoint and its access key.
+///
+/// It parses from the text the Azure portal shows (`endpoint=...;accesskey=...`), and
+/// prints with the key redacted: [`ConnectionString::expose`] is the only way to get
+/// the key back as text.
+///
+/// ```
+/// use acs_harness::ConnectionString;
+///
+/// let cs: ConnectionString =
+///     "endpoint=https://res.communication.azure.com/;accesskey=c2VjcmV0".parse()?;
+/// assert_eq!(cs.endpoint.as_str(), "https://res.communication.azure.com/");
+/// assert_eq!(cs.to_string(), "endpoint=https://res.communication.azure.com/;accesskey=<redacted>");
+/// assert!("endpoint=https://res.communication.azure.com/".parse::<ConnectionString>().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConnectionString {
     /// The service base URL (`https://<resource>.communication.azure.com/`).
@@ -258,6 +273,34 @@ pub struct RequestParts<'a> {
 
 /// Signs and verifies requests with one access key. The HMAC key schedule is computed
 /// once and cloned per request, which keeps signing cheap under load.
+///
+/// ```
+/// use acs_harness::auth::{AccessKey, RequestParts};
+/// use acs_harness::Signer;
+/// use std::time::{Duration, SystemTime};
+///
+/// let signer = Signer::new(&AccessKey::from_base64("c2VjcmV0")?);
+/// let now = SystemTime::now();
+/// let body = br#"{"callbackUri":"https://app.example/events"}"#;
+/// let h = signer.sign("POST", "/calls?api-version=2021-06-15-preview", "res.communication.azure.com", body, now);
+/// assert!(h.authorization.starts_with("HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature="));
+///
+/// // What the service does with it: verify within the 15-minute clock window.
+/// let mut req = RequestParts {
+///     method: "POST",
+///     path_and_query: "/calls?api-version=2021-06-15-preview",
+///     host: Some("res.communication.azure.com"),
+///     authorization: Some(&h.authorization),
+///     date: Some(&h.date),
+///     content_sha256: Some(&h.content_sha256),
+///     body,
+/// };
+/// assert!(signer.verify(&req, now).is_ok());
+/// assert!(signer.verify(&req, now + Duration::from_secs(16 * 60)).is_err());
+/// req.path_and_query = "/calls"; // a replay to another path
+/// assert!(signer.verify(&req, now).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct Signer {
     mac: HmacSha256,

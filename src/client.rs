@@ -75,7 +75,7 @@ pub enum ClientError {
     #[error("the answer is not HTTP: {0}")]
     NotHttp(String),
     /// The request could not be built from its parts (e.g. a URL longer than
-    /// [`MAX_URL_BYTES`] from a server-supplied id); nothing was sent.
+    /// the 8000-byte URL cap from a server-supplied id); nothing was sent.
     #[error("the request could not be sent: {0}")]
     Unsendable(String),
 }
@@ -98,7 +98,7 @@ pub struct Reply {
     pub allow: Option<String>,
     /// Every response header, in order (`acs-harness send` prints them).
     pub headers: Vec<(String, String)>,
-    /// The body, at most [`MAX_RESPONSE_BYTES`].
+    /// The body, at most 16 MiB (`MAX_RESPONSE_BYTES`).
     pub body: Vec<u8>,
     /// Whether the body was longer than what was kept.
     pub truncated: bool,
@@ -109,6 +109,28 @@ pub struct Reply {
 }
 
 /// A signed client for one target.
+///
+/// Every request is signed with the current time, every answer read under a 16 MiB
+/// cap (`MAX_RESPONSE_BYTES`) and the client's timeout; [`AuthMode`] sends
+/// deliberately broken authentication, to check that a target refuses it.
+///
+/// ```
+/// use acs_harness::{AuthMode, Client, Double, DoubleConfig};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let double = Double::start(DoubleConfig::default()).await?;
+/// let signer = double.connection_string().signer();
+/// let client = Client::new(&double.uri(), "", None, signer, Duration::from_secs(10))?;
+/// let reply = client.send("POST", "/calls", None, None, AuthMode::BadSignature).await?;
+/// assert_eq!(reply.status, 401);
+/// // An unreachable target is an error, not a reply.
+/// let signer = double.connection_string().signer();
+/// let closed = Client::new("http://127.0.0.1:1", "", None, signer, Duration::from_secs(10))?;
+/// assert!(closed.send("POST", "/calls", None, None, AuthMode::Signed).await.is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -388,7 +410,7 @@ pub fn wire_path_and_query(url: &url::Url) -> String {
 
 impl Client {
     /// A client for `base` (http or https), with an optional path prefix and api-version;
-    /// the connect timeout is `timeout`, at most [`DEFAULT_CONNECT_TIMEOUT`].
+    /// the connect timeout is `timeout`, at most 5 s (`DEFAULT_CONNECT_TIMEOUT`).
     pub fn new(
         base: &str,
         prefix: &str,
@@ -536,7 +558,7 @@ impl Client {
     }
 
     /// Sends a prepared request as it is and reads the answer: the body up to
-    /// [`MAX_RESPONSE_BYTES`], all of it within the client's timeout.
+    /// 16 MiB (`MAX_RESPONSE_BYTES`), all of it within the client's timeout.
     pub async fn execute(&self, req: SignedRequest) -> Result<Reply, ClientError> {
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| ClientError::Config(format!("{:?} is not an HTTP method", req.method)))?;

@@ -1,10 +1,6 @@
-//! `acs-harness`: parses the command line, sets up the log and hands the command to
-//! [`acs_harness::cli::run`], which maps its result to the exit code.
-
-use clap::Parser;
+//! `acs-harness`: the command line, run by [`acs_harness::run_cli`], which parses the
+//! arguments, sets up the log and maps the command's result to the exit code.
 
 fn main() -> std::process::ExitCode {
-    let cli = acs_harness::cli::Cli::parse();
-    acs_harness::cli::init_tracing(&cli.command);
-    acs_harness::cli::run(cli)
+    acs_harness::run_cli()
 }

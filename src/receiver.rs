@@ -293,6 +293,34 @@ impl Drop for Handle {
 }
 
 /// A running receiver; clones share it (an `Arc` inside).
+///
+/// ```
+/// use acs_harness::Receiver;
+/// use acs_harness::contract::events::EventType;
+/// use acs_harness::generate::events::valid_event;
+/// use acs_harness::receiver::ReceiverConfig;
+/// use proptest::strategy::{Strategy, ValueTree};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let receiver = Receiver::start(ReceiverConfig::default()).await?; // 127.0.0.1, a free port
+/// let callback = receiver.callback_uri("test-1"); // goes in a create-call body
+///
+/// // What a target does once a call's state changes: POST an event to the callbackUri.
+/// let mut runner = acs_harness::generate::runner(3);
+/// let event = valid_event(EventType::CallLegStateChanged).new_tree(&mut runner).unwrap().current();
+/// let call = event["data"]["CallLegId"].as_str().unwrap_or_default().to_string();
+/// let answer = reqwest::Client::new().post(&callback).json(&event).send().await?;
+/// assert_eq!(answer.status(), 200);
+///
+/// // Wait (bounded) for the call's event.
+/// let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+/// let got = receiver.wait_for(&call, deadline, |_| true).await.expect("the event");
+/// assert_eq!(got.body, event);
+/// assert_eq!(receiver.stats().received, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct Receiver {
     handle: Arc<Handle>,

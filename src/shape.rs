@@ -35,7 +35,7 @@ pub const NON_JSON_BODY: &str = "<non-JSON body>";
 /// The shape of a response: `{"status", "contentType", "body"}`; see the module docs.
 ///
 /// ```
-/// use acs_harness::shape::shape;
+/// use acs_harness::shape;
 /// let s = shape(
 ///     202,
 ///     Some("application/json; charset=utf-8"),

@@ -186,7 +186,7 @@ fn pin(name: &str, event: &Value, call: &str) {
         full.add_redaction(".eventTime", "[eventTime]");
         full.add_redaction(".data.ConversationId", "[conversationId]");
         full.bind(|| insta::assert_json_snapshot!(name, event));
-        let mut shape = acs_harness::shape::value_shape(event);
+        let mut shape = acs_harness::value_shape(event);
         // The literals that tell events apart stay, as the media operation `status` does.
         shape["eventType"] = event["eventType"].clone();
         for literal in ["CallState", "Status"] {

@@ -3,7 +3,7 @@
 
 use acs_harness::contract::Endpoint;
 use acs_harness::double::DoubleConfig;
-use acs_harness::double::serve::{RunningServer, Server};
+use acs_harness::double::{RunningServer, Server};
 use std::process::{Command, Output};
 
 #[path = "common/process.rs"]

@@ -5,8 +5,8 @@
 use acs_harness::auth::ConnectionString;
 use acs_harness::contract::Endpoint;
 use acs_harness::double::DoubleConfig;
-use acs_harness::double::serve::Server;
-use acs_harness::load::attack::request_key;
+use acs_harness::double::Server;
+use acs_harness::request_key;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -4,7 +4,7 @@
 
 use acs_harness::contract::Endpoint;
 use acs_harness::double::DoubleConfig;
-use acs_harness::double::serve::{RunningServer, Server};
+use acs_harness::double::{RunningServer, Server};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -5,7 +5,7 @@ mod common;
 
 use acs_harness::contract::{Endpoint, validate_error_body};
 use acs_harness::double::DoubleConfig;
-use acs_harness::double::serve::{RunningServer, Server};
+use acs_harness::double::{RunningServer, Server};
 use common::{Client, create_body};
 use std::io::BufRead as _;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 
 use acs_harness::contract::Endpoint;
 use acs_harness::double::DoubleConfig;
-use acs_harness::double::serve::Server;
+use acs_harness::double::Server;
 use goose::metrics::GooseRequestMetricTimingData;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -165,7 +165,7 @@ async fn three_shards_merge_into_the_exact_whole_run() {
         })
         .sum();
     for e in Endpoint::ALL {
-        let name = acs_harness::load::attack::request_key(e);
+        let name = acs_harness::request_key(e);
         let per_shard: Vec<&Value> = shards
             .iter()
             .map(|s| &s["raw_metrics"]["requests"][&name])

@@ -193,6 +193,11 @@ pub fn runtime(multi_thread: bool) -> std::result::Result<tokio::runtime::Runtim
         .map_err(|e| Error::CouldNotRun(format!("cannot start the async runtime: {e}")))
 }
 
+// The Kubernetes manifests parse with this CLI's own parser (a unit test: it needs
+// the CLI's argument types, which are not public).
+#[cfg(test)]
+mod kubernetes;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,14 @@ use serde_json::{Map, Value};
 use std::fmt;
 
 /// One of the five event types.
+///
+/// ```
+/// use acs_harness::contract::events::EventType;
+///
+/// let t = EventType::from_event_type("Microsoft.Communication.DtmfReceived");
+/// assert_eq!(t, Some(EventType::DtmfReceived));
+/// assert_eq!(EventType::DtmfReceived.subject("leg-1"), "callLeg/leg-1/dtmf");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventType {
     /// `Microsoft.Communication.CallLegStateChanged`
@@ -78,6 +86,28 @@ impl fmt::Display for EventType {
 /// Validates an event body: the envelope, the `data` of its `eventType` (PascalCase
 /// keys), and a `subject` naming the event's kind and `data.CallLegId`. Returns the
 /// event type, or every violation found, each at its JSON path (`data.ToneInfo.Tone`).
+///
+/// ```
+/// use acs_harness::contract::events::{EventType, validate_event};
+/// use serde_json::json;
+///
+/// let event = json!({
+///     "id": null,
+///     "topic": null,
+///     "subject": "callLeg/leg-1/callState",
+///     "data": {"CallLegId": "leg-1", "CallState": "Established"},
+///     "eventType": "Microsoft.Communication.CallLegStateChanged",
+///     "eventTime": "2026-01-02T03:04:05Z",
+///     "metadataVersion": null,
+///     "dataVersion": null,
+/// });
+/// assert_eq!(validate_event(&event), Ok(EventType::CallLegStateChanged));
+///
+/// let mut camel = event.clone();
+/// camel["data"] = json!({"callLegId": "leg-1", "callState": "Established"});
+/// let violations = validate_event(&camel).unwrap_err();
+/// assert!(violations.iter().any(|v| v.path.starts_with("data.")));
+/// ```
 pub fn validate_event(body: &Value) -> Result<EventType, Vec<Violation>> {
     let Value::Object(obj) = body else {
         return Err(vec![Violation::new(

@@ -133,6 +133,18 @@ impl Violation {
 
 /// Validates a request body for `endpoint`. On success returns the parsed body (`None`
 /// when there is none); otherwise every violation found.
+///
+/// ```
+/// use acs_harness::contract::Rule;
+/// use acs_harness::{Endpoint, validate_request};
+///
+/// let json = Some("application/json");
+/// let ok = br#"{"audioFileUri":"https://app.example/hello.wav","loop":false,"operationContext":"c1"}"#;
+/// assert!(validate_request(Endpoint::PlayAudio, json, ok).is_ok());
+///
+/// let errors = validate_request(Endpoint::PlayAudio, json, b"[1]").unwrap_err();
+/// assert_eq!(errors[0].rule, Rule::NotObject);
+/// ```
 pub fn validate_request(
     endpoint: Endpoint,
     content_type: Option<&str>,
@@ -209,6 +221,16 @@ fn parse_object(
 
 /// Validates a response of `endpoint`. `request_context` is the `operationContext`
 /// the request carried, which a media operation must echo.
+///
+/// ```
+/// use acs_harness::{Endpoint, validate_response};
+///
+/// let json = Some("application/json");
+/// assert!(validate_response(Endpoint::CreateCall, 200, json, br#"{"callLegId":"leg-1"}"#, None).is_ok());
+/// // An empty callLegId breaks the contract, and so does a status it does not document.
+/// assert!(validate_response(Endpoint::CreateCall, 200, json, br#"{"callLegId":""}"#, None).is_err());
+/// assert!(validate_response(Endpoint::Hangup, 204, None, b"", None).is_err());
+/// ```
 pub fn validate_response(
     endpoint: Endpoint,
     status: u16,

@@ -739,10 +739,16 @@ impl Engine {
             return;
         }
         let mut stop = self.stop.subscribe();
+        // `wait_for`'s guard is dropped inside its own future: select! drops `work` (which
+        // may hold the last handle on the engine, whose drop sends on `stop`) while the
+        // finished branch's output still lives, and a held guard would deadlock that send.
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await.is_ok();
+        };
         self.runtime.spawn(async move {
             tokio::select! {
                 () = work => {}
-                _ = stop.wait_for(|s| *s) => {}
+                () = stopped => {}
             }
         });
     }

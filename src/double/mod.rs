@@ -2,7 +2,7 @@
 //!
 //! All behaviour lives in the transport-free [`Handler`]. [`Double`] mounts it on a
 //! wiremock `MockServer` for in-process tests (where requests are few: wiremock keeps a
-//! clone of every request a mock matched); [`serve`] puts the same handler behind a
+//! clone of every request a mock matched); [`Server`] puts the same handler behind a
 //! plain hyper server that retains nothing per request, for `acs-harness serve` and
 //! long load runs.
 //!
@@ -15,16 +15,17 @@
 //! # let _ = (target, signer); Ok(()) }
 //! ```
 
-pub mod control;
+pub(crate) mod control;
 pub mod events;
 mod handler;
-pub mod serve;
+pub(crate) mod serve;
 
 pub use events::{
     CallState, CallbackHosts, ControlError, Delivery, EventCounters, EventRecord, EventType,
     EventsConfig, RunningPlay,
 };
 pub use handler::{CallView, ClassCounts, Counters, DoubleRequest, DoubleResponse, Handler};
+pub use serve::{RunningServer, Server};
 
 use crate::auth::{AccessKey, ConnectionString};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -98,6 +99,33 @@ impl From<std::io::Error> for DoubleError {
 }
 
 /// How the double behaves: port, key, prefix, api-version, faults, latency, bounds.
+/// Start from [`DoubleConfig::default`] (any free port, the [`DEV_ACCESS_KEY`], no
+/// faults) and change what a test needs with the builder methods; out-of-range values
+/// are refused when the double starts, with [`DoubleError::Config`].
+///
+/// ```
+/// use acs_harness::{AuthMode, Client, Double, DoubleConfig, Endpoint};
+/// use acs_harness::double::DoubleError;
+/// use acs_harness::generate::{sample, valid};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// // A service behind a path prefix that fails every request: how does the app cope?
+/// let config = DoubleConfig::default().prefix("/calling").fail_rate(1.0).seed(1);
+/// let double = Double::start(config).await?;
+/// let signer = double.connection_string().signer();
+/// let client = Client::new(&double.uri(), "/calling", None, signer, Duration::from_secs(10))?;
+/// let req = &sample(&valid(Endpoint::CreateCall), 1, 1)[0];
+/// let ct = req.content_type.as_deref();
+/// let reply = client.send("POST", "/calls", ct, req.body.as_deref(), AuthMode::Signed).await?;
+/// assert_eq!(reply.status, 500);
+///
+/// // A share outside 0..=1 is a configuration error, not a panic.
+/// let bad = Double::start(DoubleConfig::default().fail_rate(2.0)).await;
+/// assert!(matches!(bad, Err(DoubleError::Config(_))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct DoubleConfig {
     /// Port on 127.0.0.1; 0 picks a free one.
@@ -130,7 +158,7 @@ pub struct DoubleConfig {
     /// (`serve` only; `None`: derived from the descriptor limit, at most 1024).
     pub max_connections: Option<usize>,
     /// Keep wiremock's request recording on ([`Double::received_requests`]); off by
-    /// default because it grows without bound. Ignored by [`serve`].
+    /// default because it grows without bound. Ignored by [`Server`].
     pub record_requests: bool,
     /// A fixed clock for signature dates (`None`: the system clock).
     pub clock: Option<SystemTime>,
@@ -323,6 +351,32 @@ pub(crate) fn connection_string_for(addr: SocketAddr, key: &AccessKey) -> Connec
 
 /// The double on a wiremock `MockServer`, for in-process tests and snapshots.
 /// Stops when dropped.
+///
+/// An app under test gets [`Double::uri`] as its endpoint and
+/// [`Double::connection_string`] as its credentials; the double checks every request
+/// against the contract and keeps calls and participants as the service would.
+///
+/// ```
+/// use acs_harness::{AuthMode, Client, Double, DoubleConfig, Endpoint, validate_response};
+/// use acs_harness::generate::{sample, valid};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let double = Double::start(DoubleConfig::default()).await?;
+/// let signer = double.connection_string().signer();
+/// let client = Client::new(&double.uri(), "", None, signer, Duration::from_secs(10))?;
+///
+/// // Create a call with a generated valid body; the answer follows the contract.
+/// let req = &sample(&valid(Endpoint::CreateCall), 7, 1)[0];
+/// let path = Endpoint::CreateCall.path("", None);
+/// let ct = req.content_type.as_deref();
+/// let reply = client.send("POST", &path, ct, req.body.as_deref(), AuthMode::Signed).await?;
+/// assert_eq!(reply.status, 200);
+/// let ct = reply.content_type.as_deref();
+/// assert!(validate_response(Endpoint::CreateCall, 200, ct, &reply.body, None).is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub struct Double {
     server: wiremock::MockServer,
     handler: Arc<Handler>,

@@ -135,7 +135,28 @@ impl Drop for Slot {
     }
 }
 
-/// The double bound to its socket but not yet serving: read the address, then [`run`](Server::run).
+/// The double bound to its socket but not yet serving: read the address, then
+/// [`run`](Server::run) it until a shutdown future completes, or [`spawn`](Server::spawn)
+/// it in the background. Unlike [`Double`](crate::Double) it keeps nothing per request,
+/// so it suits long load runs (`acs-harness serve` uses it).
+///
+/// ```
+/// use acs_harness::{AuthMode, Client, DoubleConfig, Server};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let server = Server::bind(DoubleConfig::default()).await?; // 127.0.0.1, a free port
+/// assert_eq!(server.local_addr().ip().to_string(), "127.0.0.1");
+/// let running = server.spawn();
+/// let signer = running.connection_string().signer();
+/// let client = Client::new(running.uri(), "", None, signer, Duration::from_secs(10))?;
+/// // Hanging up a call that does not exist is the contract's 404.
+/// let reply = client.send("POST", "/calls/nope/Hangup", None, None, AuthMode::Signed).await?;
+/// assert_eq!(reply.status, 404);
+/// running.stop().await?; // drains open connections
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub struct Server {
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
@@ -396,14 +417,6 @@ impl Drop for RunningServer {
             let _ = tx.send(());
         }
     }
-}
-
-/// Binds and serves `config` until `shutdown` completes.
-pub async fn serve(
-    config: DoubleConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), DoubleError> {
-    Server::bind(config).await?.run(shutdown).await
 }
 
 async fn connection(

@@ -6,6 +6,23 @@ use crate::contract::Endpoint;
 use std::time::Duration;
 
 /// Everything a gate run needs, already validated (the CLI builds it from its options).
+/// [`GateConfig::new`] gives the CLI's defaults; set the public fields to narrow a run
+/// (fewer cases, some endpoints, a shorter budget).
+///
+/// ```
+/// use acs_harness::{ConnectionString, Endpoint, GateConfig};
+/// use std::time::Duration;
+///
+/// let cs: ConnectionString =
+///     "endpoint=https://res.communication.azure.com/;accesskey=c2VjcmV0".parse()?;
+/// let mut config = GateConfig::new(cs.endpoint.as_str(), cs.signer());
+/// assert_eq!(config.cases, 100);
+/// assert_eq!(config.endpoints, Endpoint::ALL);
+/// config.cases = 10;
+/// config.endpoints = vec![Endpoint::CreateCall, Endpoint::Hangup];
+/// config.max_run_time = Duration::from_secs(60);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct GateConfig {
     /// Base URL of the target (`http://127.0.0.1:PORT`).

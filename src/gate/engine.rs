@@ -361,6 +361,28 @@ impl Ctx {
 /// Runs the gate against `config.target` and returns what it found. Never panics on
 /// anything the target does; an unreachable target ends the run as
 /// [`RunEnd::Aborted`].
+///
+/// The [`Report`] holds a cell per endpoint and check, each failure with a replayable
+/// case, and renders for a terminal ([`Report::render_terminal`]) or as JSON
+/// ([`Report::to_json`]); [`Report::exit_code`] is the CLI's verdict.
+///
+/// ```
+/// use acs_harness::gate::RunEnd;
+/// use acs_harness::{Double, DoubleConfig, Endpoint, GateConfig, run_gate};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// // Gate the double itself: it conforms, so the run passes.
+/// let double = Double::start(DoubleConfig::default()).await?;
+/// let mut config = GateConfig::new(double.uri(), double.connection_string().signer());
+/// config.cases = 3;
+/// config.endpoints = vec![Endpoint::CreateCall, Endpoint::Hangup];
+/// let report = run_gate(config).await;
+/// assert_eq!(report.end, RunEnd::Completed);
+/// assert!(!report.has_failures(), "{}", report.render_terminal(false));
+/// assert_eq!(report.exit_code(), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub async fn run_gate(config: GateConfig) -> Report {
     let started = Instant::now();
     let mut report = Report::new(

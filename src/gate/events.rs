@@ -110,11 +110,6 @@ pub async fn prepare(
 }
 
 impl Probe {
-    /// The receiver the target is told to send events to.
-    pub fn receiver(&self) -> &Receiver {
-        &self.receiver
-    }
-
     /// Runs both calls at once and judges their events; `requests` counts what was sent.
     pub async fn run(&self, client: &Client, requests: &AtomicU64) -> Vec<Verdict> {
         let a = CallRun::new(

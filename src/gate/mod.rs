@@ -2,17 +2,17 @@
 //! src/contract/CONTRACT.md and fails a CI step, with a replayable case, when it
 //! deviates. `acs-harness contract` (src/cli/contract.rs) builds its [`GateConfig`].
 
-pub mod cases;
-pub mod checks;
-pub mod config;
-pub mod draw;
-pub mod engine;
-pub mod events;
+pub(crate) mod cases;
+pub(crate) mod checks;
+pub(crate) mod config;
+pub(crate) mod draw;
+pub(crate) mod engine;
+pub(crate) mod events;
 mod junit;
 mod probes;
 mod progress;
 mod replay;
-pub mod report;
+pub(crate) mod report;
 mod setup;
 mod shrink;
 

@@ -57,7 +57,7 @@ pub struct Cell {
     pub passed: u64,
     /// Cases that failed.
     pub failed: u64,
-    /// The first [`MAX_FAILURES_PER_CELL`] failures.
+    /// The first 20 (`MAX_FAILURES_PER_CELL`) failures.
     pub failures: Vec<Failure>,
 }
 

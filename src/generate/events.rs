@@ -169,6 +169,19 @@ fn data(t: EventType) -> BoxedStrategy<Map<String, Value>> {
 
 /// Valid event bodies of type `t`: the envelope with a `subject` naming the call and
 /// the kind, an RFC 3339 UTC `eventTime`, a string or `null` `id`, and valid `data`.
+///
+/// ```
+/// use acs_harness::contract::events::{EventType, validate_event};
+/// use acs_harness::generate::events::valid_event;
+/// use proptest::strategy::{Strategy, ValueTree};
+///
+/// let mut runner = acs_harness::generate::runner(11);
+/// for t in EventType::ALL {
+///     let event = valid_event(t).new_tree(&mut runner).unwrap().current();
+///     assert_eq!(validate_event(&event), Ok(t));
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn valid_event(t: EventType) -> impl Strategy<Value = Value> + Clone {
     (
         any::<u128>(),
@@ -271,6 +284,19 @@ fn bad_subject(t: EventType, call: &str, variant: Index) -> String {
 
 /// Invalid event bodies of type `t`, each with exactly one defect, and its label
 /// (`unknown-enum-value(data.ToneInfo.Tone)`, as [`Defect`] displays it).
+///
+/// ```
+/// use acs_harness::contract::events::{EventType, validate_event};
+/// use acs_harness::generate::events::invalid_event;
+/// use proptest::strategy::{Strategy, ValueTree};
+///
+/// let mut runner = acs_harness::generate::runner(12);
+/// for _ in 0..20 {
+///     let (event, label) = invalid_event(EventType::DtmfReceived).new_tree(&mut runner).unwrap().current();
+///     assert!(validate_event(&event).is_err(), "{label} was accepted");
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn invalid_event(t: EventType) -> impl Strategy<Value = (Value, String)> {
     let planters: Vec<Arc<Planter>> = event_defect_classes(t)
         .into_iter()

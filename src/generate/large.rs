@@ -20,7 +20,7 @@ use std::fmt;
 /// Room left below [`MAX_BODY_BYTES`] by the near-limit bodies.
 const NEAR_LIMIT_MARGIN: usize = 256;
 
-/// A size class of [`valid_large`] bodies.
+/// A size class of [`valid_large`](super::valid_large) bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Size {
     /// Identifier arrays of 6 to 99 elements.

@@ -206,6 +206,22 @@ fn to_bytes(v: &Value) -> Vec<u8> {
 }
 
 /// Valid requests to `e`, as real clients send them.
+///
+/// Draw with a seeded [`runner`] (or [`sample`]) to get the same requests every run;
+/// use the strategy in `proptest!` for property tests of a client or a server.
+///
+/// ```
+/// use acs_harness::generate::{sample, valid};
+/// use acs_harness::{Endpoint, validate_request};
+///
+/// for e in Endpoint::ALL {
+///     for req in sample(&valid(e), 42, 5) {
+///         let body = req.body.as_deref().unwrap_or_default();
+///         assert!(validate_request(e, req.content_type.as_deref(), body).is_ok());
+///         assert!(req.defect.is_none());
+///     }
+/// }
+/// ```
 pub fn valid(e: Endpoint) -> BoxedStrategy<GeneratedRequest> {
     let plain = move |content_type, body| GeneratedRequest {
         endpoint: e,
@@ -315,6 +331,20 @@ fn invalid_from(
 
 /// Invalid requests to `e`, each with exactly one defect of any of its classes.
 /// Remove participant ignores its body, so asking for it is an error.
+///
+/// ```
+/// use acs_harness::generate::{invalid, sample};
+/// use acs_harness::{Endpoint, validate_request};
+///
+/// for req in sample(&invalid(Endpoint::PlayAudio)?, 42, 20) {
+///     let defect = req.defect.as_ref().expect("every invalid request is labelled");
+///     let body = req.body.as_deref().unwrap_or_default();
+///     let result = validate_request(Endpoint::PlayAudio, req.content_type.as_deref(), body);
+///     assert!(result.is_err(), "{defect} was accepted");
+/// }
+/// assert!(invalid(Endpoint::RemoveParticipant).is_err()); // its body is ignored
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn invalid(e: Endpoint) -> Result<BoxedStrategy<GeneratedRequest>, GenerateError> {
     let classes = defect_classes(e);
     match valid_value(e) {

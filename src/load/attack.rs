@@ -152,6 +152,7 @@ impl Calls {
     }
 
     /// How many calls are open now.
+    #[cfg(test)]
     pub fn open(&self) -> usize {
         self.book().open.len()
     }
@@ -307,6 +308,7 @@ impl CappedBody {
     }
 
     /// Whether nothing was collected.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -395,6 +397,16 @@ pub fn request_label(e: Endpoint) -> &'static str {
 }
 
 /// `METHOD label`, the key of an endpoint's requests in goose's metrics and reports.
+///
+/// Load reports (`--report-file report.json`) list each endpoint's requests and
+/// response times under this key.
+///
+/// ```
+/// use acs_harness::{Endpoint, request_key};
+///
+/// assert_eq!(request_key(Endpoint::CreateCall), "POST /calls");
+/// assert_eq!(request_key(Endpoint::PlayAudio), "POST play-audio");
+/// ```
 pub fn request_key(e: Endpoint) -> String {
     format!("{} {}", e.method(), request_label(e))
 }

@@ -253,11 +253,6 @@ impl Replay {
         self.queues.iter().map(Vec::len).sum()
     }
 
-    /// Whether the file holds no body.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// How many bodies have not been handed to a request yet.
     pub fn remaining(&self) -> usize {
         self.remaining.load(Ordering::Acquire)
@@ -301,6 +296,7 @@ impl Bodies {
     }
 
     /// Reads a `--bodies` file: JSON lines as `acs-harness generate` prints them.
+    #[cfg(test)]
     pub fn read_file(path: &Path) -> Result<Bodies, String> {
         Bodies::read_file_slice(path, 0, 1)
     }

@@ -62,6 +62,7 @@ impl EventKind {
     }
 
     /// The `eventType` the envelope carries.
+    #[cfg(test)]
     pub fn event_type(self) -> &'static str {
         match self {
             EventKind::CallLegStateChanged => "Microsoft.Communication.CallLegStateChanged",

@@ -52,7 +52,7 @@ impl Resp {
 /// Signs requests for one double (or any target) through the crate's own client.
 #[derive(Clone)]
 pub struct Client {
-    pub client: acs_harness::client::Client,
+    pub client: acs_harness::Client,
     /// `http://127.0.0.1:PORT`
     pub base: String,
     /// `127.0.0.1:PORT`
@@ -67,7 +67,7 @@ pub struct Client {
 impl Client {
     pub fn new(base: &str, cs: &ConnectionString) -> Client {
         // Generous timeouts: they only tell a hang from a busy machine.
-        let client = acs_harness::client::Client::with_timeouts(
+        let client = acs_harness::Client::with_timeouts(
             base,
             "",
             None,

@@ -10,9 +10,9 @@ pub mod events;
 pub mod suite;
 
 use acs_harness::auth::ConnectionString;
-use acs_harness::client::{AuthMode, Client, Reply};
 use acs_harness::double::{Double, DoubleConfig};
-use acs_harness::shape::shape;
+use acs_harness::shape;
+use acs_harness::{AuthMode, Client, Reply};
 use serde_json::{Value, json};
 use std::fmt;
 use std::path::PathBuf;

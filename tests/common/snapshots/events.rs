@@ -36,8 +36,8 @@ impl CallbackConfig {
         let Some(raw) = var("ACS_HARNESS_CALLBACK_URL").filter(|u| !u.trim().is_empty()) else {
             return Ok(None);
         };
-        let url = acs_harness::gate::events::parse_callback_url(&raw)
-            .map_err(|e| Failure(format!("ACS_HARNESS_CALLBACK_URL: {e}")))?;
+        let url = url::Url::parse(raw.trim())
+            .map_err(|e| Failure(format!("ACS_HARNESS_CALLBACK_URL is not a URL: {e}")))?;
         let listen = var("ACS_HARNESS_CALLBACK_LISTEN")
             .ok_or_else(|| {
                 Failure(
@@ -47,8 +47,9 @@ impl CallbackConfig {
                 )
             })
             .and_then(|l| {
-                acs_harness::gate::events::parse_listen(&l)
-                    .map_err(|e| Failure(format!("ACS_HARNESS_CALLBACK_LISTEN: {e}")))
+                l.trim().parse::<std::net::SocketAddr>().map_err(|e| {
+                    Failure(format!("ACS_HARNESS_CALLBACK_LISTEN is not IP:PORT: {e}"))
+                })
             })?;
         Ok(Some(CallbackConfig { url, listen }))
     }
@@ -129,14 +130,8 @@ pub async fn events(t: &Target) -> Result<(), Failure> {
         match body {
             Some(b) => t.json(e.method(), &path, &b).await?,
             None => {
-                t.send(
-                    e.method(),
-                    &path,
-                    None,
-                    None,
-                    acs_harness::client::AuthMode::Signed,
-                )
-                .await?
+                t.send(e.method(), &path, None, None, acs_harness::AuthMode::Signed)
+                    .await?
             }
         };
     }
@@ -158,7 +153,7 @@ pub async fn events(t: &Target) -> Result<(), Failure> {
     for r in events {
         let name = event_name(&r.body);
         if pinned.insert(name.clone()) {
-            let shape = acs_harness::shape::value_shape(&r.body);
+            let shape = acs_harness::value_shape(&r.body);
             t.pin_shape(
                 &name,
                 "an event the live target sent to the call's callbackUri",

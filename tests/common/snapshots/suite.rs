@@ -6,9 +6,9 @@
 //! Remove participant ignores its body, so it has no 400 or oversize case.
 
 use super::{Failure, Kind, Target};
-use acs_harness::client::{AuthMode, Reply};
 use acs_harness::contract::{Endpoint, MAX_BODY_BYTES};
 use acs_harness::double::DoubleConfig;
+use acs_harness::{AuthMode, Reply};
 use serde_json::{Value, json};
 
 /// A call id no service has handed out (a well-formed UUID, so only existence fails).

@@ -2,9 +2,9 @@
 //! the right kinds, and the pods' command lines parse with the CLI's own parser, so
 //! the manifests cannot drift from the flags.
 
-use acs_harness::cli::{Cli, Command, ReportCommand};
-use acs_harness::load::scenario::{self, ScenarioRef};
-use acs_harness::load::shard::{Shard, parse_start_at};
+use super::{Cli, Command, ReportCommand};
+use crate::load::scenario::{self, ScenarioRef};
+use crate::load::shard::{Shard, parse_start_at};
 use clap::Parser;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -156,7 +156,7 @@ fn shard_job_is_an_indexed_job_whose_pods_run_load_shards() {
         assert!(args.seed.is_some(), "shards need the run's seed");
         parse_start_at(args.start_at.as_deref().expect("--start-at")).unwrap();
         scenario::load(&ScenarioRef::from_arg(args.scenario.as_deref().unwrap())).unwrap();
-        acs_harness::duration::parse(args.run_time.as_deref().unwrap()).unwrap();
+        crate::duration::parse(args.run_time.as_deref().unwrap()).unwrap();
         let users = args.users.expect("--users");
         assert!(shard.users(users) > 0, "shard {index} would run no users");
         assert!(url::Url::parse(args.host.as_deref().unwrap()).is_ok());

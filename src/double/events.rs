@@ -179,58 +179,9 @@ impl Default for EventsConfig {
     }
 }
 
-/// The five event types of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventType {
-    /// The call's state changed.
-    CallLegStateChanged,
-    /// The participant list changed.
-    ParticipantsUpdated,
-    /// A participant pressed a key.
-    DtmfReceived,
-    /// A play audio ended.
-    PlayAudioResult,
-    /// An invitation ended.
-    InviteParticipantResult,
-}
-
-impl EventType {
-    /// All types, in the contract's order.
-    pub const ALL: [EventType; 5] = [
-        EventType::CallLegStateChanged,
-        EventType::ParticipantsUpdated,
-        EventType::DtmfReceived,
-        EventType::PlayAudioResult,
-        EventType::InviteParticipantResult,
-    ];
-
-    /// The short name, e.g. `PlayAudioResult`.
-    pub fn name(self) -> &'static str {
-        match self {
-            EventType::CallLegStateChanged => "CallLegStateChanged",
-            EventType::ParticipantsUpdated => "ParticipantsUpdated",
-            EventType::DtmfReceived => "DtmfReceived",
-            EventType::PlayAudioResult => "PlayAudioResult",
-            EventType::InviteParticipantResult => "InviteParticipantResult",
-        }
-    }
-
-    /// The `eventType` value, e.g. `Microsoft.Communication.PlayAudioResult`.
-    pub fn event_type(self) -> String {
-        format!("Microsoft.Communication.{}", self.name())
-    }
-
-    /// The last segment of the `subject`.
-    pub fn subject_kind(self) -> &'static str {
-        match self {
-            EventType::CallLegStateChanged => "callState",
-            EventType::ParticipantsUpdated => "participantsUpdated",
-            EventType::DtmfReceived => "dtmf",
-            EventType::PlayAudioResult => "playAudio",
-            EventType::InviteParticipantResult => "inviteParticipantResult",
-        }
-    }
-}
+/// The five event types: the contract's own (its names, `eventType`s and subjects come
+/// from the schema table).
+pub use crate::contract::events::EventType;
 
 /// A call's state as `CallLegStateChanged` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! finding one); 2 the gate could not run (bad options, target unreachable, key
 //! rejected, no answer, not HTTP) or was interrupted before it found anything.
 
-use super::{CONNECTION_STRING_ENV, Error, Result, parse_duration};
+use super::{CONNECTION_STRING_ENV, Error, Result, ServiceArgs, parse_duration};
 use crate::auth::ConnectionString;
 use crate::contract::Endpoint;
 use crate::gate::report::shell_quote;
@@ -40,15 +40,9 @@ pub struct ContractArgs {
     /// without it the embedded double is started and gated.
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
-    /// `endpoint=...;accesskey=...` of the target (falls back to ACS_CONNECTION_STRING).
-    #[arg(long, value_name = "S", env = CONNECTION_STRING_ENV, hide_env_values = true)]
-    pub connection_string: Option<String>,
-    /// Path prefix before `/calls` (e.g. /calling).
-    #[arg(long, value_name = "P", default_value = "")]
-    pub prefix: String,
-    /// `api-version` query parameter sent with every request.
-    #[arg(long, value_name = "V")]
-    pub api_version: Option<String>,
+    /// The key, prefix and api-version requests are sent with.
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// Valid generated cases per endpoint; every invalid class and auth case runs once.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CASES)]
     pub cases: u32,
@@ -140,6 +134,7 @@ async fn run_async(args: ContractArgs) -> Result {
     let (target, connection, embedded) = match &args.target {
         Some(t) => {
             let Some(cs) = args
+                .service
                 .connection_string
                 .as_deref()
                 .filter(|s| !s.trim().is_empty())
@@ -157,19 +152,20 @@ async fn run_async(args: ContractArgs) -> Result {
             }
         }
         None => {
-            let d = crate::double::serve::start_embedded(&args.prefix, args.api_version.as_deref())
-                .await
-                .map_err(|e| {
-                    Error::CouldNotRun(format!("cannot start the embedded double: {e}"))
-                })?;
+            let d = crate::double::serve::start_embedded(
+                &args.service.prefix,
+                args.service.api_version.as_deref(),
+            )
+            .await
+            .map_err(|e| Error::CouldNotRun(format!("cannot start the embedded double: {e}")))?;
             let found = (d.uri().to_string(), d.connection_string(), true);
             _double = Some(d);
             found
         }
     };
     let mut config = GateConfig::new(target, connection.signer());
-    config.prefix = args.prefix.clone();
-    config.api_version = args.api_version.clone();
+    config.prefix = args.service.prefix.clone();
+    config.api_version = args.service.api_version.clone();
     config.cases = args.cases;
     config.seed = seed;
     config.timeout = args.timeout;
@@ -234,13 +230,13 @@ fn replay_command(args: &ContractArgs, seed: u64) -> String {
             " --connection-string \"${CONNECTION_STRING_ENV}\""
         ));
     }
-    if !args.prefix.is_empty() {
+    if !args.service.prefix.is_empty() {
         s.push_str(&format!(
             " --prefix {}",
-            shell_quote(args.prefix.as_bytes())
+            shell_quote(args.service.prefix.as_bytes())
         ));
     }
-    if let Some(v) = &args.api_version {
+    if let Some(v) = &args.service.api_version {
         s.push_str(&format!(" --api-version {}", shell_quote(v.as_bytes())));
     }
     if args.cases != DEFAULT_CASES {
@@ -364,9 +360,9 @@ mod tests {
         let words: Vec<&str> = words[2..].iter().map(String::as_str).collect();
         let again = parse(&words);
         assert_eq!(again.target.as_deref(), Some("https://x.example:8443/base"));
-        assert_eq!(again.connection_string.as_deref(), Some(cs));
-        assert_eq!(again.prefix, args.prefix);
-        assert_eq!(again.api_version, args.api_version);
+        assert_eq!(again.service.connection_string.as_deref(), Some(cs));
+        assert_eq!(again.service.prefix, args.service.prefix);
+        assert_eq!(again.service.api_version, args.service.api_version);
         assert_eq!(again.cases, 7);
         assert_eq!(again.timeout, Duration::from_millis(1500));
         assert_eq!(again.concurrency, 3);

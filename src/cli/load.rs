@@ -1,6 +1,7 @@
 //! `acs-harness load`: the load run's options, handed to [`crate::load`] as a
 //! [`LoadConfig`].
 
+use super::ServiceArgs;
 use crate::load::LoadConfig;
 use std::path::PathBuf;
 
@@ -49,21 +50,9 @@ pub struct LoadArgs {
     /// A goose test plan, e.g. "10,30s;10,1m;0,10s" (replaces users, rate and run time).
     #[arg(long, value_name = "PLAN")]
     pub test_plan: Option<String>,
-    /// `endpoint=...;accesskey=...` whose key signs the requests to --host. Not used
-    /// without --host (the embedded double has its own key).
-    #[arg(
-        long,
-        value_name = "S",
-        env = "ACS_CONNECTION_STRING",
-        hide_env_values = true
-    )]
-    pub connection_string: Option<String>,
-    /// Path prefix before /calls, e.g. /calling.
-    #[arg(long, value_name = "P", default_value = "")]
-    pub prefix: String,
-    /// Adds `?api-version=V` to every request.
-    #[arg(long, value_name = "V")]
-    pub api_version: Option<String>,
+    /// The key, prefix and api-version requests are sent with.
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// Seed of the generated bodies; the same seed sends the same bodies [default: random, printed].
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
@@ -133,9 +122,9 @@ impl From<LoadArgs> for LoadConfig {
             increase_rate: args.increase_rate,
             run_time: args.run_time,
             test_plan: args.test_plan,
-            connection_string: args.connection_string,
-            prefix: args.prefix,
-            api_version: args.api_version,
+            connection_string: args.service.connection_string,
+            prefix: args.service.prefix,
+            api_version: args.service.api_version,
             seed: args.seed,
             bodies: args.bodies,
             report_file: args.report_file,

@@ -14,7 +14,7 @@ pub mod serve;
 
 use crate::contract::Endpoint;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -30,6 +30,35 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How a command reaches a service: the key and where the contract's paths go
+/// (shared by `contract`, `send` and `load`, so the three spell them alike).
+#[derive(Clone, Args)]
+pub struct ServiceArgs {
+    /// `endpoint=...;accesskey=...` of the target (falls back to ACS_CONNECTION_STRING).
+    #[arg(long, value_name = "S", env = CONNECTION_STRING_ENV, hide_env_values = true)]
+    pub connection_string: Option<String>,
+    /// Path prefix before `/calls` (e.g. /calling).
+    #[arg(long, value_name = "P", default_value = "")]
+    pub prefix: String,
+    /// `api-version` query parameter sent with every request.
+    #[arg(long, value_name = "V")]
+    pub api_version: Option<String>,
+}
+
+impl std::fmt::Debug for ServiceArgs {
+    /// Everything but the connection string, which holds the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceArgs")
+            .field(
+                "connection_string",
+                &self.connection_string.as_ref().map(|_| "(hidden)"),
+            )
+            .field("prefix", &self.prefix)
+            .field("api_version", &self.api_version)
+            .finish()
+    }
 }
 
 /// The subcommands.

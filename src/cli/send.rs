@@ -5,7 +5,7 @@
 //! Exit codes: 0 an HTTP answer came (whatever its status), 2 none did (bad options,
 //! rejected body file, unreachable target, timeout).
 
-use super::{CONNECTION_STRING_ENV, Error, Outcome, parse_duration};
+use super::{CONNECTION_STRING_ENV, Error, Outcome, ServiceArgs, parse_duration};
 use crate::auth::ConnectionString;
 use crate::client::{AuthMode, Client};
 use crate::send::parse_auth;
@@ -41,15 +41,9 @@ pub struct SendArgs {
     /// Base URL of the service (required: one request is never sent anywhere implicit).
     #[arg(long, value_name = "URL")]
     pub target: String,
-    /// `endpoint=...;accesskey=...` of the target (falls back to ACS_CONNECTION_STRING).
-    #[arg(long, value_name = "S", env = CONNECTION_STRING_ENV, hide_env_values = true)]
-    pub connection_string: Option<String>,
-    /// Path prefix before `/calls` (e.g. /calling).
-    #[arg(long, value_name = "P", default_value = "")]
-    pub prefix: String,
-    /// `api-version` query parameter.
-    #[arg(long, value_name = "V")]
-    pub api_version: Option<String>,
+    /// The key, prefix and api-version requests are sent with.
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// The body: the text itself, or `@FILE` to send a file's bytes.
     #[arg(long, value_name = "@FILE|TEXT", conflicts_with = "body_base64")]
     pub body: Option<OsString>,
@@ -128,6 +122,7 @@ fn os_bytes(s: &OsString) -> Vec<u8> {
 /// Runs `acs-harness send`.
 pub fn run(args: SendArgs) -> super::Result {
     let Some(cs) = args
+        .service
         .connection_string
         .as_deref()
         .filter(|s| !s.trim().is_empty())
@@ -156,8 +151,8 @@ pub fn run(args: SendArgs) -> super::Result {
     };
     let client = match Client::new(
         &args.target,
-        &args.prefix,
-        args.api_version.as_deref(),
+        &args.service.prefix,
+        args.service.api_version.as_deref(),
         connection.signer(),
         args.timeout,
     ) {

@@ -776,20 +776,23 @@ pub fn run(config: DoubleConfig) -> anyhow::Result<()> {
 /// Like [`run`], for callers already inside a tokio runtime.
 pub async fn run_async(config: DoubleConfig) -> anyhow::Result<()> {
     let server = Server::bind(config).await?;
+    // The documented exception to "never print a key": the key the user chose or the
+    // public development key, so clients can connect. One write: a reader that stops
+    // after the lines it needs (`| head -2`) must not stop the double.
+    let mut banner = format!(
+        "listening on {}\nconnection string: {}\n",
+        server.uri(),
+        server.connection_string().expose()
+    );
+    if let Some(control) = server.control_uri() {
+        banner.push_str(&format!("control: {control}\n"));
+    }
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {}", server.uri())?;
-        // The documented exception to "never print a key": the key the user chose or
-        // the public development key, so clients can connect.
-        writeln!(
-            out,
-            "connection string: {}",
-            server.connection_string().expose()
-        )?;
-        if let Some(control) = server.control_uri() {
-            writeln!(out, "control: {control}")?;
+        match out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+            _ => {}
         }
-        out.flush()?;
     }
     server.run(shutdown_signal()).await?;
     tracing::info!("stopped");

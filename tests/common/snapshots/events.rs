@@ -37,7 +37,9 @@ impl CallbackConfig {
             return Ok(None);
         };
         let url = url::Url::parse(raw.trim())
-            .map_err(|e| Failure(format!("ACS_HARNESS_CALLBACK_URL is not a URL: {e}")))?;
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| Failure("ACS_HARNESS_CALLBACK_URL is not an http(s) URL".into()))?;
         let listen = var("ACS_HARNESS_CALLBACK_LISTEN")
             .ok_or_else(|| {
                 Failure(

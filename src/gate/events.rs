@@ -49,7 +49,13 @@ pub enum Setup {
 pub struct Probe {
     receiver: Receiver,
     timeout: Duration,
+    /// How long to watch for anything after `Terminated`.
+    settle: Duration,
 }
+
+/// The window after `Terminated` for the embedded double, which sends each event the
+/// moment it happens: a remote target's window is a tenth of `--event-timeout`.
+const EMBEDDED_SETTLE: Duration = Duration::from_millis(100);
 
 /// One verdict of the check on one endpoint's cell.
 #[derive(Debug, Clone)]
@@ -104,7 +110,15 @@ pub async fn prepare(
     }
     let listen = config.listen;
     match Receiver::start(config).await {
-        Ok(receiver) => Ok(Setup::Ready(Probe { receiver, timeout })),
+        Ok(receiver) => Ok(Setup::Ready(Probe {
+            receiver,
+            timeout,
+            settle: if embedded {
+                EMBEDDED_SETTLE
+            } else {
+                (timeout / 10).clamp(EMBEDDED_SETTLE, Duration::from_secs(1))
+            },
+        })),
         Err(e) => Err(format!("cannot listen for events on {listen}: {e}")),
     }
 }
@@ -454,10 +468,8 @@ impl<'a> CallRun<'a> {
     /// returns as soon as such an event arrives, else when the window ends.
     async fn settle(&self, terminated: &Received) {
         let Some(id) = self.id.as_deref() else { return };
-        let window =
-            (self.probe.timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
         let after = terminated.at;
-        let deadline = tokio::time::Instant::now() + window;
+        let deadline = tokio::time::Instant::now() + self.probe.settle;
         let _ = self.rx().wait_for(id, deadline, |r| r.at > after).await;
     }
 

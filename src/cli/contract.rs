@@ -6,7 +6,6 @@
 //! rejected, no answer, not HTTP) or was interrupted before it found anything.
 
 use super::{CONNECTION_STRING_ENV, Error, Result, ServiceArgs, parse_duration};
-use crate::auth::ConnectionString;
 use crate::contract::Endpoint;
 use crate::gate::report::shell_quote;
 use crate::gate::{GateConfig, RunEnd, events, format_duration, run_gate};
@@ -132,25 +131,7 @@ async fn run_async(args: ContractArgs) -> Result {
     // The embedded double lives as long as this function.
     let mut _double = None;
     let (target, connection, embedded) = match &args.target {
-        Some(t) => {
-            let Some(cs) = args
-                .service
-                .connection_string
-                .as_deref()
-                .filter(|s| !s.trim().is_empty())
-            else {
-                return Err(Error::CouldNotRun(format!(
-                    "--target needs the target's access key: pass --connection-string 'endpoint=...;accesskey=...' or set {CONNECTION_STRING_ENV}"
-                )));
-            };
-            redact::register_secret(cs);
-            match cs.parse::<ConnectionString>() {
-                Ok(c) => (t.clone(), c, false),
-                Err(e) => {
-                    return Err(Error::CouldNotRun(format!("bad connection string: {e}")));
-                }
-            }
-        }
+        Some(t) => (t.clone(), args.service.connection("--target needs")?, false),
         None => {
             let d = crate::double::serve::start_embedded(
                 &args.service.prefix,

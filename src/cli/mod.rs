@@ -12,6 +12,7 @@ pub mod load;
 pub mod send;
 pub mod serve;
 
+use crate::auth::ConnectionString;
 use crate::contract::Endpoint;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -45,6 +46,26 @@ pub struct ServiceArgs {
     /// `api-version` query parameter sent with every request.
     #[arg(long, value_name = "V")]
     pub api_version: Option<String>,
+}
+
+impl ServiceArgs {
+    /// The target's connection string, parsed; `needs` starts the message when none was
+    /// given (`--target needs`). The text is registered with the redactor first, so not
+    /// even a string that fails to parse is ever echoed.
+    pub fn connection(&self, needs: &str) -> std::result::Result<ConnectionString, Error> {
+        let Some(cs) = self
+            .connection_string
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        else {
+            return Err(Error::CouldNotRun(format!(
+                "{needs} the target's access key: pass --connection-string 'endpoint=...;accesskey=...' or set {CONNECTION_STRING_ENV}"
+            )));
+        };
+        crate::redact::register_secret(cs);
+        cs.parse::<ConnectionString>()
+            .map_err(|e| Error::CouldNotRun(format!("bad connection string: {e}")))
+    }
 }
 
 impl std::fmt::Debug for ServiceArgs {

@@ -5,8 +5,7 @@
 //! Exit codes: 0 an HTTP answer came (whatever its status), 2 none did (bad options,
 //! rejected body file, unreachable target, timeout).
 
-use super::{CONNECTION_STRING_ENV, Error, Outcome, ServiceArgs, parse_duration};
-use crate::auth::ConnectionString;
+use super::{Error, Outcome, ServiceArgs, parse_duration};
 use crate::client::{AuthMode, Client};
 use crate::send::parse_auth;
 use base64::Engine as _;
@@ -121,20 +120,7 @@ fn os_bytes(s: &OsString) -> Vec<u8> {
 
 /// Runs `acs-harness send`.
 pub fn run(args: SendArgs) -> super::Result {
-    let Some(cs) = args
-        .service
-        .connection_string
-        .as_deref()
-        .filter(|s| !s.trim().is_empty())
-    else {
-        return fail2(&format!(
-            "needs the target's access key: pass --connection-string 'endpoint=...;accesskey=...' or set {CONNECTION_STRING_ENV}"
-        ));
-    };
-    let connection = match cs.parse::<ConnectionString>() {
-        Ok(c) => c,
-        Err(e) => return fail2(&format!("bad connection string: {e}")),
-    };
+    let connection = args.service.connection("needs")?;
     let method = args.method.trim().to_ascii_uppercase();
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
         return fail2(&format!("{:?} is not an HTTP method", args.method));

@@ -37,6 +37,8 @@ struct Seen {
     events: AtomicU64,
     latencies: Mutex<Vec<u64>>,
     keep_latencies: AtomicBool,
+    // Events received per kind (`eventType` and the call state), when latencies are kept.
+    kinds: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// A receiver on 127.0.0.1:0 answering 200 to every event; returns its URL.
@@ -58,11 +60,23 @@ async fn receiver(seen: Arc<Seen>) -> String {
                             let received = SystemTime::now();
                             if let Ok(body) = body {
                                 seen.events.fetch_add(1, Ordering::Relaxed);
-                                if seen.keep_latencies.load(Ordering::Relaxed)
-                                    && let Some(sent) = serde_json::from_slice::<Value>(&body)
-                                        .ok()
-                                        .and_then(|v| v["eventTime"].as_str().map(str::to_string))
-                                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                                let v = if seen.keep_latencies.load(Ordering::Relaxed) {
+                                    serde_json::from_slice::<Value>(&body).ok()
+                                } else {
+                                    None
+                                };
+                                if let Some(v) = &v {
+                                    let kind = format!(
+                                        "{} {}",
+                                        v["eventType"].as_str().unwrap_or("?"),
+                                        v["data"]["CallState"].as_str().unwrap_or("")
+                                    );
+                                    *seen.kinds.lock().unwrap().entry(kind).or_default() += 1;
+                                }
+                                if let Some(sent) = v
+                                    .as_ref()
+                                    .and_then(|v| v["eventTime"].as_str().map(str::to_string))
+                                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
                                 {
                                     let sent = SystemTime::from(sent);
                                     let micros = received
@@ -135,12 +149,13 @@ async fn call_life(c: &Client, create: &[u8], plays: u64) -> u64 {
     let play = br#"{"audioFileUri": "https://media.example.com/a.wav"}"#;
     for _ in 0..plays {
         let path = Endpoint::PlayAudio.path(&id, None);
-        if let Ok(r) = c
+        match c
             .send("POST", &path, json, Some(play), AuthMode::Signed)
             .await
-            && r.status == 202
         {
-            ok += 1;
+            Ok(r) if r.status == 202 => ok += 1,
+            Ok(r) => eprintln!("  play audio answered {}", r.status),
+            Err(e) => eprintln!("  play audio failed: {e}"),
         }
     }
     let path = Endpoint::Hangup.path(&id, None);
@@ -191,6 +206,11 @@ async fn delivery(calls: u64, plays: u64) {
         tasks.spawn(async move { call_life(&c, &create, plays).await });
     }
     while tasks.join_next().await.is_some() {}
+    eprintln!(
+        "  requests done after {:.2}s, {} events received",
+        start.elapsed().as_secs_f64(),
+        seen.events.load(Ordering::Relaxed)
+    );
     wait_events(&seen, expected).await;
     let secs = start.elapsed().as_secs_f64();
     let got = seen.events.load(Ordering::Relaxed);
@@ -209,6 +229,9 @@ async fn delivery(calls: u64, plays: u64) {
         "  engine: produced {}, delivered {}, given up {}, dropped {}",
         c.produced, c.delivered, c.given_up, c.dropped
     );
+    for (kind, n) in seen.kinds.lock().unwrap().iter() {
+        println!("  received {n:>7} {kind}");
+    }
     let _ = server.stop().await;
 }
 
@@ -310,14 +333,20 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // BENCH_ONLY=delivery or =throughput runs one part alone.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     rt.block_on(async {
-        delivery(calls, plays).await;
-        let off = throughput(false, secs).await;
-        let on = throughput(true, secs).await;
-        println!(
-            "delivery costs {:.1}% of request throughput (goal: under 20%)",
-            (1.0 - on / off.max(1.0)) * 100.0
-        );
+        if only.is_empty() || only == "delivery" {
+            delivery(calls, plays).await;
+        }
+        if only.is_empty() || only == "throughput" {
+            let off = throughput(false, secs).await;
+            let on = throughput(true, secs).await;
+            println!(
+                "delivery costs {:.1}% of request throughput (goal: under 20%)",
+                (1.0 - on / off.max(1.0)) * 100.0
+            );
+        }
         if mem_events > 0 {
             memory(mem_events, mem_secs).await;
         }

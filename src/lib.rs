@@ -59,6 +59,7 @@ pub mod receiver;
 pub(crate) mod redact;
 pub(crate) mod send;
 mod shape;
+pub(crate) mod slots;
 
 pub use auth::{ConnectionString, Signer};
 pub use client::{AuthMode, Client, ClientError, Reply};

@@ -6,6 +6,7 @@
 //! deadline, keeps a bounded number of events (oldest dropped first, counted) and never
 //! panics on what a peer sends. Shared by the gate's `events` check and load runs.
 
+use crate::slots::{Slots, counted};
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -18,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinSet};
 
 /// Largest event body kept when none is configured: far above any contract event.
@@ -501,12 +502,12 @@ impl Receiver {
 
 /// The accept loop; its connections are aborted with it (they live in its JoinSet).
 async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(MAX_CONNECTIONS);
     let mut connections = JoinSet::new();
     loop {
         // Finished connections are reaped so the set stays as small as the open ones.
         while connections.try_join_next().is_some() {}
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+        let Some(slot) = slots.acquire().await else {
             return;
         };
         let stream = match listener.accept().await {
@@ -518,13 +519,13 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
         };
         let shared = Arc::clone(&shared);
         connections.spawn(async move {
-            let _permit = permit;
-            let service = service_fn(move |req| respond(Arc::clone(&shared), req));
-            let _ = http1::Builder::new()
+            let service = counted(slot.busy(), move |req| respond(Arc::clone(&shared), req));
+            let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .keep_alive(slot.keep_alive())
+                .serve_connection(TokioIo::new(stream), service_fn(service));
+            slot.drive(conn, std::future::pending()).await;
         });
     }
 }

@@ -375,30 +375,53 @@ async fn a_stalled_body_is_closed_by_the_deadline() {
 }
 
 #[tokio::test]
-async fn with_the_connection_limit_reached_a_signed_request_waits_for_a_slot() {
+async fn beyond_the_connection_limit_clients_are_served_once_and_idle_connections_make_room() {
     let (s, c) = start(DoubleConfig::default().max_connections(2)).await;
     let mut open = s.open_connections();
-    // Two silent connections take both slots.
-    let first = tokio::net::TcpStream::connect(&c.host).await.unwrap();
-    let _second = tokio::net::TcpStream::connect(&c.host).await.unwrap();
+    let mut silent = Vec::new();
+    // Two silent connections take both keep-alive slots.
+    for _ in 0..2 {
+        silent.push(tokio::net::TcpStream::connect(&c.host).await.unwrap());
+    }
     tokio::time::timeout(Duration::from_secs(10), open.wait_for(|n| *n == 2))
         .await
         .unwrap()
         .unwrap();
-    // A third client connects (the kernel queues it) and sends a signed create call.
+    let keep_alive = |c: &Client| {
+        let body = serde_json::to_vec(&create_body()).unwrap();
+        let request = common::raw_signed(c, "POST", "/calls", &body);
+        String::from_utf8(request)
+            .unwrap()
+            .replace("connection: close", "connection: keep-alive")
+            .into_bytes()
+    };
+    // A third client asks to keep its connection, is served at once from the reserve,
+    // and the server closes the connection after the answer (raw reads to the end).
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        common::raw(&c.host, &keep_alive(&c)),
+    )
+    .await
+    .expect("served beyond the limit and closed");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // Eight more silent connections take the reserve (2 keep-alive + a reserve of 8).
+    for _ in 0..8 {
+        silent.push(tokio::net::TcpStream::connect(&c.host).await.unwrap());
+    }
+    tokio::time::timeout(Duration::from_secs(10), open.wait_for(|n| *n == 10))
+        .await
+        .unwrap()
+        .unwrap();
+    // Now a client waits, but not for the 30 s keep-alive timeout: connections idle for
+    // a second are closed to make room.
     let body = serde_json::to_vec(&create_body()).unwrap();
     let request = common::raw_signed(&c, "POST", "/calls", &body);
-    let host = c.host.clone();
-    let pending = tokio::spawn(async move { common::raw(&host, &request).await });
-    // Still two open: the third was not accepted beyond the limit.
-    assert_eq!(*open.borrow(), 2);
-    drop(first);
-    let r = tokio::time::timeout(Duration::from_secs(20), pending)
+    let r = tokio::time::timeout(Duration::from_secs(10), common::raw(&c.host, &request))
         .await
-        .expect("answered once a slot freed")
-        .unwrap();
+        .expect("served once idle connections were closed, well before their 30 s timeout");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(s.handler().counters().live_calls, 1);
+    assert_eq!(s.handler().counters().live_calls, 2);
+    drop(silent);
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@
 //! Every answer is JSON; errors carry `{"code", "message"}` like the service's.
 
 use super::{ControlError, DoubleError, Handler};
+use crate::slots::{Slots, counted};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -21,7 +22,7 @@ use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 
 /// Largest request body the control API reads.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -84,16 +85,16 @@ async fn run(
     handler: Arc<Handler>,
     stop: oneshot::Receiver<()>,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(MAX_CONNECTIONS);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(stop);
     loop {
         while connections.try_join_next().is_some() {}
-        let permit = tokio::select! {
+        let slot = tokio::select! {
             _ = &mut stop => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
+            slot = slots.acquire() => match slot {
+                Some(slot) => slot,
+                None => break,
             },
         };
         let stream = tokio::select! {
@@ -102,7 +103,7 @@ async fn run(
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     tracing::debug!("control API: accept failed: {e}");
-                    drop(permit);
+                    drop(slot);
                     // Out of descriptors: the next accept would fail alike at once.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
@@ -111,13 +112,13 @@ async fn run(
         };
         let handler = handler.clone();
         connections.spawn(async move {
-            let service = service_fn(move |req| respond(handler.clone(), req));
-            let _ = http1::Builder::new()
+            let service = counted(slot.busy(), move |req| respond(handler.clone(), req));
+            let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            drop(permit);
+                .keep_alive(slot.keep_alive())
+                .serve_connection(TokioIo::new(stream), service_fn(service));
+            slot.drive(conn, std::future::pending()).await;
         });
     }
     connections.abort_all();

@@ -294,6 +294,19 @@ pub struct Event {
     pub data: EventData,
 }
 
+impl EventData {
+    /// The type of an event with this payload.
+    pub fn event_type(&self) -> EventType {
+        match self {
+            EventData::CallLegStateChanged { .. } => EventType::CallLegStateChanged,
+            EventData::ParticipantsUpdated { .. } => EventType::ParticipantsUpdated,
+            EventData::DtmfReceived { .. } => EventType::DtmfReceived,
+            EventData::PlayAudioResult { .. } => EventType::PlayAudioResult,
+            EventData::InviteParticipantResult { .. } => EventType::InviteParticipantResult,
+        }
+    }
+}
+
 impl Event {
     /// A new event now, with a fresh id.
     pub fn new(call_leg_id: Arc<str>, data: EventData) -> Event {
@@ -307,13 +320,7 @@ impl Event {
 
     /// Its type.
     pub fn event_type(&self) -> EventType {
-        match self.data {
-            EventData::CallLegStateChanged { .. } => EventType::CallLegStateChanged,
-            EventData::ParticipantsUpdated { .. } => EventType::ParticipantsUpdated,
-            EventData::DtmfReceived { .. } => EventType::DtmfReceived,
-            EventData::PlayAudioResult { .. } => EventType::PlayAudioResult,
-            EventData::InviteParticipantResult { .. } => EventType::InviteParticipantResult,
-        }
+        self.data.event_type()
     }
 
     /// The body as sent: the contract's envelope around the PascalCase `data`.
@@ -472,8 +479,10 @@ pub struct EventRecord {
     pub attempts: u32,
     /// The last attempt's outcome (`200`, `503`, `timed out`, ...), if any.
     pub last_result: Option<String>,
-    /// The body as sent.
-    pub body: Bytes,
+    /// The body as sent; `None` for an event of a call whose callback host is not
+    /// allowed: such events are counted and listed, never built (a generated body's
+    /// thousands of targets would cost as much as the request itself).
+    pub body: Option<Bytes>,
 }
 
 impl EventRecord {
@@ -485,7 +494,11 @@ impl EventRecord {
             "delivery": self.delivery.name(),
             "attempts": self.attempts,
             "lastResult": self.last_result,
-            "body": serde_json::from_slice::<Value>(&self.body).unwrap_or(Value::Null),
+            "body": self
+                .body
+                .as_ref()
+                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+                .unwrap_or(Value::Null),
         })
     }
 }
@@ -652,7 +665,8 @@ impl Engine {
             // A loopback receiver must not bounce events to a host nobody allowed.
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .pool_max_idle_per_host(64)
+            // Every delivery in flight may keep its connection: fewer means connecting anew.
+            .pool_max_idle_per_host(MAX_IN_FLIGHT)
             .build()
             .map_err(|e| format!("cannot build the event delivery client: {e}"))?;
         Ok(Some(Arc::new(Engine {
@@ -753,7 +767,7 @@ impl Engine {
         key: u128,
         call_leg_id: &str,
         body: Option<&Value>,
-        participants: Vec<Participant>,
+        participants: impl FnOnce() -> Vec<Participant>,
     ) {
         let callback = body
             .and_then(|b| b.get("callbackUri"))
@@ -768,9 +782,12 @@ impl Engine {
                 .and_then(Value::as_array)
                 .is_some_and(|a| a.iter().any(|e| e.as_str() == Some(name)))
         };
+        let allowed = self.config.callback_hosts.allows(&callback);
+        // The list only feeds events that are sent.
+        let participants = if allowed { participants() } else { Vec::new() };
         let call = CallEvents {
             id: call_leg_id.into(),
-            allowed: self.config.callback_hosts.allows(&callback),
+            allowed,
             callback,
             participants_updated: subscribed("participantsUpdated"),
             dtmf: subscribed("dtmfReceived"),
@@ -858,7 +875,7 @@ impl Engine {
         self: &Arc<Self>,
         key: u128,
         operation_context: Option<&str>,
-        invited: Vec<Participant>,
+        invited: impl FnOnce() -> Vec<Participant>,
         max_participants: usize,
     ) {
         let mut guard = lock(&self.state);
@@ -866,6 +883,7 @@ impl Engine {
         let Some(call) = state.calls.get_mut(&key) else {
             return;
         };
+        let invited = if call.allowed { invited() } else { Vec::new() };
         let identifiers = invited.iter().map(|p| p.identifier.clone()).collect();
         // A set, not a scan: a 1 MiB invitation holds thousands of identifiers.
         let mut present: std::collections::HashSet<Arc<str>> =
@@ -1073,14 +1091,24 @@ impl Engine {
         if call.state == CallState::Terminated {
             return;
         }
+        self.stats.produced.fetch_add(1, Ordering::Relaxed);
+        if !call.allowed {
+            self.stats.not_allowed.fetch_add(1, Ordering::Relaxed);
+            let record = EventRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                event_type: data.event_type(),
+                delivery: Delivery::NotAllowed,
+                attempts: 0,
+                last_result: None,
+                body: None,
+            };
+            self.remember(state, key, record);
+            return;
+        }
         let event = Event::new(call.id.clone(), data);
         // Serialising a `Value` cannot fail (all keys are strings).
         let body = Bytes::from(serde_json::to_vec(&event.to_json()).unwrap_or_default());
-        self.stats.produced.fetch_add(1, Ordering::Relaxed);
-        let delivery = if !call.allowed {
-            self.stats.not_allowed.fetch_add(1, Ordering::Relaxed);
-            Delivery::NotAllowed
-        } else if state.queued >= self.config.max_queued
+        let delivery = if state.queued >= self.config.max_queued
             || state.queued_bytes + body.len() > self.config.max_queued_bytes
         {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -1103,7 +1131,26 @@ impl Engine {
             delivery,
             attempts: 0,
             last_result: None,
-            body: body.clone(),
+            body: Some(body.clone()),
+        };
+        let start = delivery == Delivery::Queued && !call.delivering;
+        if delivery == Delivery::Queued {
+            state.queued += 1;
+            state.queued_bytes += body.len();
+            call.queue.push_back(Pending { id: event.id, body });
+            call.delivering = true;
+        }
+        self.remember(state, key, record);
+        if start {
+            let engine = self.clone();
+            self.spawn(async move { engine.deliver_all(key).await });
+        }
+    }
+
+    /// Adds `record` to the history of call `key`, within the history's bounds.
+    fn remember(&self, state: &mut EngineState, key: u128, record: EventRecord) {
+        let Some(call) = state.calls.get_mut(&key) else {
+            return;
         };
         let bytes = record_bytes(&record);
         call.history.push_back(record);
@@ -1112,20 +1159,9 @@ impl Engine {
         {
             state.history_bytes = state.history_bytes.saturating_sub(record_bytes(&old));
         }
-        let start = delivery == Delivery::Queued && !call.delivering;
-        if delivery == Delivery::Queued {
-            state.queued += 1;
-            state.queued_bytes += body.len();
-            call.queue.push_back(Pending { id: event.id, body });
-            call.delivering = true;
-        }
         state.history_bytes += bytes;
         state.history_order.push_back(key);
         trim_history(state);
-        if start {
-            let engine = self.clone();
-            self.spawn(async move { engine.deliver_all(key).await });
-        }
     }
 
     /// Delivers the queue of call `key`, one event at a time, until it is empty.
@@ -1265,7 +1301,7 @@ fn play_result(play: RunningPlay, outcome: PlayOutcome) -> EventData {
 
 /// Estimated bytes of a history entry: its body and bookkeeping.
 fn record_bytes(r: &EventRecord) -> usize {
-    r.body.len() + r.id.len() + 96
+    r.body.as_ref().map_or(0, Bytes::len) + r.id.len() + 96
 }
 
 /// Drops the oldest history entries beyond [`MAX_HISTORY_BYTES`] (and keeps the

@@ -1049,7 +1049,7 @@ impl Handler {
                     events.on_invite(
                         key,
                         context,
-                        event_participants(list),
+                        || event_participants(list),
                         self.max_participants,
                     );
                 }
@@ -1121,13 +1121,11 @@ impl Handler {
         let id = id.to_string();
         if let Some(events) = &self.events {
             events.forget(&forgotten);
-            let participants = event_participants(targets);
-            let participants = participants
-                .into_iter()
-                .rev()
-                .take(self.max_participants)
-                .rev()
-                .collect();
+            let participants = || {
+                let all = event_participants(targets);
+                let skip = all.len().saturating_sub(self.max_participants);
+                all.into_iter().skip(skip).collect()
+            };
             events.on_create(key, &id, body, participants);
         }
         DoubleResponse::json(200, &json!({ "callLegId": id }))

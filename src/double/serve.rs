@@ -9,6 +9,7 @@
 
 use super::{DoubleConfig, DoubleError, DoubleRequest, DoubleResponse, Handler};
 use crate::auth::{AccessKey, ConnectionString};
+use crate::slots::{Slot, Slots, counted};
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 /// Largest body the transport reads: the contract's 1 MiB. A body declared or found
@@ -113,25 +114,19 @@ fn held_note(held: u64, what: &str) -> String {
     }
 }
 
-/// A connection's slot: its permit, and its share of the open-connection count.
-struct Slot {
-    _permit: OwnedSemaphorePermit,
-    open: Arc<watch::Sender<usize>>,
-}
+/// A connection's share of the open-connection count.
+struct Open(Arc<watch::Sender<usize>>);
 
-impl Slot {
-    fn new(permit: OwnedSemaphorePermit, open: Arc<watch::Sender<usize>>) -> Self {
+impl Open {
+    fn new(open: Arc<watch::Sender<usize>>) -> Self {
         open.send_modify(|n| *n += 1);
-        Slot {
-            _permit: permit,
-            open,
-        }
+        Open(open)
     }
 }
 
-impl Drop for Slot {
+impl Drop for Open {
     fn drop(&mut self) {
-        self.open.send_modify(|n| *n = n.saturating_sub(1));
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -251,31 +246,33 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), DoubleError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = JoinSet::new();
-        let permits = Arc::new(Semaphore::new(self.max_connections));
+        let slots = Slots::new(self.max_connections);
         let mut limit_log = Throttle::new();
         let mut accept_log = Throttle::new();
         tokio::pin!(shutdown);
         loop {
             // Reap finished connections so the set does not grow with their number.
             while connections.try_join_next().is_some() {}
-            let permit = match permits.clone().try_acquire_owned() {
-                Ok(permit) => permit,
-                Err(_) => {
+            let slot = match slots.try_acquire() {
+                Some(slot) => slot,
+                None => {
                     // Further clients wait in the kernel's listen queue: nothing is
                     // accepted that could not be served, and no descriptor is spent.
                     if let Some(held) = limit_log.ready() {
                         tracing::warn!(
-                            "connection limit reached: {} connections open (--max-connections); \
-                             new connections wait until one closes{}",
+                            "connection limit reached: {} keep-alive connections and {} \
+                             single-request ones open (--max-connections); new connections \
+                             wait until one closes{}",
                             self.max_connections,
+                            slots.single(),
                             held_note(held, "times")
                         );
                     }
                     tokio::select! {
                         () = &mut shutdown => break,
-                        permit = permits.clone().acquire_owned() => match permit {
-                            Ok(permit) => permit,
-                            Err(_) => break,
+                        slot = slots.acquire() => match slot {
+                            Some(slot) => slot,
+                            None => break,
                         },
                     }
                 }
@@ -286,13 +283,13 @@ impl Server {
                     Ok((stream, _)) => {
                         // Latency matters more than packet count for small answers.
                         let _ = stream.set_nodelay(true);
-                        let slot = Slot::new(permit, self.open.clone());
+                        let open = Open::new(self.open.clone());
                         connections.spawn(connection(
                             stream,
                             self.handler.clone(),
                             self.body_timeout,
                             stop_rx.clone(),
-                            slot,
+                            (slot, open),
                         ));
                     }
                     Err(e) => {
@@ -305,7 +302,7 @@ impl Server {
                                 held_note(held, "failures")
                             );
                         }
-                        drop(permit);
+                        drop(slot);
                         tokio::select! {
                             () = &mut shutdown => break,
                             () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
@@ -424,23 +421,21 @@ async fn connection(
     handler: Arc<Handler>,
     body_timeout: Duration,
     mut stop: watch::Receiver<bool>,
-    slot: Slot,
+    (slot, open): (Slot, Open),
 ) {
-    let service = service_fn(move |req| respond(handler.clone(), body_timeout, req));
+    let service = counted(slot.busy(), move |req| {
+        respond(handler.clone(), body_timeout, req)
+    });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(ErrorBodies::new(stream)), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.as_mut().await;
-        }
-    }
-    drop(slot);
+        .keep_alive(slot.keep_alive())
+        .serve_connection(TokioIo::new(ErrorBodies::new(stream)), service_fn(service));
+    let stopped = async move {
+        let _ = stop.changed().await;
+    };
+    slot.drive(conn, stopped).await;
+    drop(open);
 }
 
 /// Why a body was not read whole.

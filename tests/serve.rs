@@ -169,6 +169,36 @@ async fn big_bodies_are_bounded() {
 }
 
 #[tokio::test]
+async fn a_body_just_over_the_limit_is_read_to_its_end_and_answered_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Answered before the body was read, a client still writing met a reset instead of
+    // the 413 (the gate then saw no answer and reported a false violation). A small
+    // send buffer keeps this client writing long after the head arrived.
+    let (_s, c) = start(DoubleConfig::default()).await;
+    let len = acs_harness::contract::MAX_BODY_BYTES + 16;
+    let extra = format!("content-length: {len}\r\nconnection: close\r\n");
+    for _ in 0..3 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(c.host.parse().unwrap()).await.unwrap();
+        stream
+            .write_all(&signed_head(&c, "POST", "/calls", &extra))
+            .await
+            .unwrap();
+        stream
+            .write_all(&vec![b' '; len])
+            .await
+            .expect("the whole body is read before the answer");
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("answered and closed");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    }
+}
+
+#[tokio::test]
 async fn hostile_bodies_over_hyper() {
     let (_s, c) = start(DoubleConfig::default()).await;
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));

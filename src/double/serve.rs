@@ -438,6 +438,28 @@ async fn connection(
     drop(open);
 }
 
+/// An authenticated body declared at most this large past the limit is read and dropped
+/// before its 413 (a "lingering close"): a client still writing it would otherwise meet
+/// a reset instead of the answer, and report no answer at all.
+const LINGER_BYTES: u64 = 2 * TRANSPORT_BODY_LIMIT as u64;
+
+/// How long a lingering read may take at most.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Reads and drops `body`, bounded by [`LINGER_BYTES`] and [`LINGER_TIMEOUT`].
+async fn linger(mut body: Incoming) {
+    let mut read = 0u64;
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if read > LINGER_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// Why a body was not read whole.
 enum BodyError {
     /// More than the limit arrived.
@@ -505,8 +527,12 @@ async fn respond(
     };
     // A declared length beyond the limit is refused before reading a byte of it; the
     // handler still checks authentication and routing first (on the headers alone).
-    if hyper::body::Body::size_hint(&body).lower() > TRANSPORT_BODY_LIMIT as u64 {
+    let declared_len = hyper::body::Body::size_hint(&body).lower();
+    if declared_len > TRANSPORT_BODY_LIMIT as u64 {
         let resp = handler.handle_unread_body(&req, TRANSPORT_BODY_LIMIT);
+        if resp.status == 413 && declared_len <= LINGER_BYTES {
+            linger(body).await;
+        }
         return Ok(closing(to_hyper(resp)));
     }
     // The head says whether the body is worth reading: no Host, no valid signature

@@ -2,6 +2,8 @@
 //! 1. events per second and p50/p99 delivery latency (receipt time minus `eventTime`)
 //!    with EVENTS_CALLS (1,000) concurrent calls, each created, played to
 //!    EVENTS_PLAYS times (one `PlayAudioResult` each) and hung up;
+//!    and the same latency at a sustainable rate: EVENTS_CALLS live calls, each playing
+//!    audio once a second for BENCH_SECS;
 //! 2. the double's request throughput (create call, play audio, hang up; 32 clients for
 //!    BENCH_SECS, 10 s) with delivery on vs off (`--no-events`);
 //! 3. with BENCH_EVENTS_MEMORY=N (e.g. 1000000): the resident memory of this process
@@ -237,6 +239,73 @@ async fn delivery(calls: u64, plays: u64) {
     let _ = server.stop().await;
 }
 
+/// Delivery latency at a rate the machine sustains: `calls` live calls at once, each
+/// playing audio once a second (one `PlayAudioResult` each) for `secs`.
+async fn paced(calls: u64, secs: u64) {
+    let seen = Arc::new(Seen::default());
+    let url = receiver(seen.clone()).await;
+    let (server, client) = double(true).await;
+    let create = create_body(&url);
+    let json = Some("application/json");
+    let mut ids = Vec::new();
+    for _ in 0..calls {
+        let r = client
+            .send("POST", "/calls", json, Some(&create), AuthMode::Signed)
+            .await;
+        if let Some(id) = r
+            .ok()
+            .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok())
+            .and_then(|v| v["callLegId"].as_str().map(str::to_string))
+        {
+            ids.push(id);
+        }
+    }
+    // Only the plays' results count, once every call is established.
+    wait_events(&seen, 3 * ids.len() as u64).await;
+    let before = seen.events.load(Ordering::Relaxed);
+    seen.keep_latencies.store(true, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    let play = br#"{"audioFileUri": "https://media.example.com/a.wav"}"#;
+    for (i, id) in ids.iter().enumerate() {
+        let (c, path) = (client.clone(), Endpoint::PlayAudio.path(id, None));
+        // Spread the calls' first plays over the first second.
+        let offset = Duration::from_micros(i as u64 * 1_000_000 / calls.max(1));
+        tasks.spawn(async move {
+            tokio::time::sleep(offset).await;
+            let mut plays = 0u64;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            while Instant::now() < deadline {
+                tick.tick().await;
+                if let Ok(r) = c
+                    .send("POST", &path, json, Some(play), AuthMode::Signed)
+                    .await
+                    && r.status == 202
+                {
+                    plays += 1;
+                }
+            }
+            plays
+        });
+    }
+    let mut plays = 0;
+    while let Some(n) = tasks.join_next().await {
+        plays += n.unwrap_or(0);
+    }
+    wait_events(&seen, before + plays).await;
+    let mut lat = std::mem::take(&mut *seen.latencies.lock().unwrap());
+    lat.sort_unstable();
+    println!(
+        "paced, {} live calls each playing once a second for {secs}s: {} results of {plays} \
+         plays; latency p50 {:.2} ms, p99 {:.2} ms",
+        ids.len(),
+        lat.len(),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99)
+    );
+    let _ = server.stop().await;
+}
+
 /// The double on a runtime of its own, whose threads are listed so that their CPU time
 /// can be told apart from the clients' and the receiver's.
 struct OwnRuntime {
@@ -396,6 +465,9 @@ fn main() {
     rt.block_on(async {
         if only.is_empty() || only == "delivery" {
             delivery(calls, plays).await;
+        }
+        if only.is_empty() || only == "paced" {
+            paced(calls, secs).await;
         }
         if only.is_empty() || only == "throughput" {
             let (off, off_cpu) = throughput(false, secs).await;

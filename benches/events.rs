@@ -306,6 +306,129 @@ async fn paced(calls: u64, secs: u64) {
     let _ = server.stop().await;
 }
 
+/// What one POST of an event costs the sender alone (reqwest, as the engine sends):
+/// 32 tasks posting a typical event body to the receiver for `secs` on a runtime of
+/// their own, whose CPU time is divided by the POSTs made.
+async fn client_cost(secs: u64) {
+    let seen = Arc::new(Seen::default());
+    let url = receiver(seen.clone()).await;
+    let own = OwnRuntime::new();
+    let body = Bytes::from(
+        serde_json::to_vec(&json!({
+            "id": "0c4e7d54-4a0a-4f7e-9d64-5e4b8f3b9a11", "topic": null,
+            "subject": "callLeg/6a1d0f9e-7c0b-4a4e-8f0e-1b2c3d4e5f60/playAudio",
+            "data": {"CallLegId": "6a1d0f9e-7c0b-4a4e-8f0e-1b2c3d4e5f60", "Status": "Completed",
+                "ResultInfo": {"Code": 200, "Subcode": 0, "Message": "Audio file playback completed."}},
+            "eventType": "Microsoft.Communication.PlayAudioResult",
+            "eventTime": "2026-12-02T18:00:00.000000Z", "metadataVersion": null, "dataVersion": null
+        }))
+        .unwrap(),
+    );
+    let cpu_start = own.cpu_secs();
+    let (url2, body2) = (url.clone(), body.clone());
+    let posts = own
+        .rt
+        .spawn(async move {
+            let (url, body) = (url2, body2);
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .no_proxy()
+                .build()
+                .unwrap();
+            let url = reqwest::Url::parse(&url).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..CLIENTS {
+                let (client, url, body) = (client.clone(), url.clone(), body.clone());
+                tasks.spawn(async move {
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        if let Ok(r) = client
+                            .post(url.clone())
+                            .header("content-type", "application/json")
+                            .body(body.clone())
+                            .send()
+                            .await
+                        {
+                            let _ = r.bytes().await;
+                            n += 1;
+                        }
+                    }
+                    n
+                });
+            }
+            let mut n = 0;
+            while let Some(k) = tasks.join_next().await {
+                n += k.unwrap_or(0);
+            }
+            n
+        })
+        .await
+        .unwrap_or(0);
+    let cpu = own.cpu_secs() - cpu_start;
+    println!(
+        "sender alone, reqwest: {posts} POSTs in {secs}s, {:.1} us of the sender's CPU per POST",
+        cpu / posts.max(1) as f64 * 1e6
+    );
+    // The floor under any client: hyper's own connection, one per task, driven in the
+    // same task as its requests (no pool, no hop to a connection task).
+    let cpu_start = own.cpu_secs();
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/events")
+        .to_string();
+    let posts = own
+        .rt
+        .spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..CLIENTS {
+                let (addr, body) = (addr.clone(), body.clone());
+                tasks.spawn(async move {
+                    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                    stream.set_nodelay(true).unwrap();
+                    let (mut send, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(
+                        hyper_util::rt::TokioIo::new(stream),
+                    )
+                    .await
+                    .unwrap();
+                    let mut conn = std::pin::pin!(conn);
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        let req = hyper::Request::post("/events")
+                            .header("host", addr.as_str())
+                            .header("content-type", "application/json")
+                            .body(Full::new(body.clone()))
+                            .unwrap();
+                        let exchange = async {
+                            let r = send.send_request(req).await.ok()?;
+                            r.into_body().collect().await.ok()
+                        };
+                        tokio::select! {
+                            r = exchange => if r.is_some() { n += 1 } else { break },
+                            _ = conn.as_mut() => break,
+                        }
+                    }
+                    n
+                });
+            }
+            let mut n = 0;
+            while let Some(k) = tasks.join_next().await {
+                n += k.unwrap_or(0);
+            }
+            n
+        })
+        .await
+        .unwrap_or(0);
+    let cpu = own.cpu_secs() - cpu_start;
+    println!(
+        "sender alone, hyper connection in its task: {posts} POSTs in {secs}s, {:.1} us of the \
+         sender's CPU per POST",
+        cpu / posts.max(1) as f64 * 1e6
+    );
+    own.rt.shutdown_background();
+}
+
 /// The double on a runtime of its own, whose threads are listed so that their CPU time
 /// can be told apart from the clients' and the receiver's.
 struct OwnRuntime {
@@ -465,6 +588,9 @@ fn main() {
     rt.block_on(async {
         if only.is_empty() || only == "delivery" {
             delivery(calls, plays).await;
+        }
+        if only == "client" {
+            client_cost(secs).await;
         }
         if only.is_empty() || only == "paced" {
             paced(calls, secs).await;

@@ -34,7 +34,8 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a sender may take to send a request head (also the keep-alive idle time).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Connections served at once; more wait in the listen backlog.
+/// Keep-alive connections served at once (plus a single-request reserve and closing of
+/// idle ones beyond it, crate::slots); more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 512;
 
 /// Pause after a failed accept (e.g. out of descriptors), so the loop does not spin.

@@ -62,8 +62,9 @@ pub struct ServeArgs {
     /// connection is closed after (408).
     #[arg(long, default_value = "30s", value_parser = parse_body_timeout)]
     pub body_timeout: Duration,
-    /// Connections served at once; more wait until one closes [default: 1024, or
-    /// fewer when the descriptor limit (`ulimit -n`) is lower].
+    /// Keep-alive connections served at once; a quarter as many more are answered once
+    /// and closed, and beyond those, connections idle for a second are closed to make
+    /// room [default: 1024, or fewer when the descriptor limit (`ulimit -n`) is lower].
     #[arg(long, value_parser = parse_count)]
     pub max_connections: Option<usize>,
     /// Pause between create call's `Establishing` event and `Established`, e.g. `200ms`.

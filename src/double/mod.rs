@@ -154,8 +154,9 @@ pub struct DoubleConfig {
     /// How long a client may take to send a request's whole body once its head is
     /// read; the connection closes after (`serve` only).
     pub body_timeout: Duration,
-    /// Connections served at once; beyond it new connections wait in the listen queue
-    /// (`serve` only; `None`: derived from the descriptor limit, at most 1024).
+    /// Keep-alive connections served at once; a quarter as many more are answered once
+    /// and closed, beyond those new connections wait in the listen queue while idle ones
+    /// are closed (`serve` only; `None`: derived from the descriptor limit, at most 1024).
     pub max_connections: Option<usize>,
     /// Keep wiremock's request recording on ([`Double::received_requests`]); off by
     /// default because it grows without bound. Ignored by [`Server`].

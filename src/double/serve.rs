@@ -54,8 +54,8 @@ const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (e.g. out of descriptors), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// The connection bound when none is configured: 1024, or fewer when the soft
-/// descriptor limit (`ulimit -n`) would run out first.
+/// The keep-alive connection bound when none is configured: 1024, or fewer when the
+/// soft descriptor limit (`ulimit -n`) would run out first, reserve included.
 pub fn default_max_connections() -> usize {
     let soft = std::fs::read_to_string("/proc/self/limits")
         .ok()
@@ -68,7 +68,9 @@ pub fn default_max_connections() -> usize {
         });
     match soft {
         Some(soft) => {
-            let room = soft.saturating_sub(RESERVED_DESCRIPTORS).max(16);
+            // The single-request reserve (a quarter of the bound, crate::slots) must
+            // fit in the descriptors too.
+            let room = soft.saturating_sub(RESERVED_DESCRIPTORS).max(16) * 4 / 5;
             usize::try_from(room)
                 .unwrap_or(usize::MAX)
                 .min(DEFAULT_MAX_CONNECTIONS)

@@ -171,6 +171,15 @@ async fn call_life(c: &Client, create: &[u8], plays: u64) -> u64 {
     ok
 }
 
+/// The sum of what the tasks return (a failed task counts 0).
+async fn total(mut tasks: tokio::task::JoinSet<u64>) -> u64 {
+    let mut n = 0;
+    while let Some(k) = tasks.join_next().await {
+        n += k.unwrap_or(0);
+    }
+    n
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -357,11 +366,7 @@ async fn client_cost(secs: u64) {
                     n
                 });
             }
-            let mut n = 0;
-            while let Some(k) = tasks.join_next().await {
-                n += k.unwrap_or(0);
-            }
-            n
+            total(tasks).await
         })
         .await
         .unwrap_or(0);
@@ -412,11 +417,7 @@ async fn client_cost(secs: u64) {
                     n
                 });
             }
-            let mut n = 0;
-            while let Some(k) = tasks.join_next().await {
-                n += k.unwrap_or(0);
-            }
-            n
+            total(tasks).await
         })
         .await
         .unwrap_or(0);
